@@ -1,0 +1,1 @@
+"""Module 03 graders (scaled dot-product attention)."""

@@ -1,0 +1,520 @@
+"""The grading engine: ordered sub-checks, safe calls of learner code, and the result object.
+
+A grader is a function ``grader(g: Grader, fn)`` registered with :func:`exercise`. It calls the
+learner's ``fn`` only through :meth:`Grader.call` and records sub-checks through the ``Grader``'s
+methods. The first failing sub-check stops the grader (by raising ``_Stop`` internally); every
+sub-check that ran is reported, in order, with what was checked, on which input and, for values,
+the max abs/rel error and where -- never the expected values.
+
+Stages, in the order a grader should use them::
+
+    signature -> runs -> types -> shapes -> dtype -> finite -> values -> gradients -> properties
+"""
+
+from __future__ import annotations
+
+import ctypes
+import html
+import inspect
+import math
+import random
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+STAGES = ("signature", "runs", "types", "shapes", "dtype", "finite", "values", "gradients", "properties")
+
+DEFAULT_TIMEOUT_S = 30.0
+
+# Tolerances by the dtype the learner's function computed in (against a float64 reference).
+TOLERANCES = {
+    torch.float64: dict(atol=1e-8, rtol=1e-6),
+    torch.float32: dict(atol=1e-4, rtol=1e-3),
+}
+
+
+class _Stop(Exception):
+    """Raised inside a grader when a sub-check fails: grading ends there."""
+
+
+class GraderTimeout(Exception):
+    """Injected into the learner's thread when their function runs past the time limit."""
+
+
+@dataclass
+class SubCheck:
+    """One line of feedback: a stage, a short name, whether it passed and why."""
+
+    stage: str
+    name: str
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class Exercise:
+    """An entry of the registry: what is graded and how much it is worth."""
+
+    id: str
+    module: str
+    title: str
+    points: int
+    difficulty: str
+    minutes: int
+    signature: str
+    grader: Callable[[Grader, Callable], None] = field(repr=False)
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+@dataclass
+class CheckResult:
+    """What :func:`course_lib.grading.check` returns.
+
+    ``passed`` is True when every sub-check passed; ``score`` is the points earned (all or nothing);
+    ``checks`` lists the sub-checks in the order they ran.
+    """
+
+    exercise_id: str
+    title: str
+    points: int
+    checks: list[SubCheck]
+    not_attempted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def score(self) -> int:
+        return self.points if self.passed else 0
+
+    @property
+    def failure(self) -> SubCheck | None:
+        return next((c for c in self.checks if not c.passed), None)
+
+    def summary(self) -> str:
+        if self.not_attempted:
+            return f"{self.exercise_id}: not attempted yet"
+        if self.passed:
+            return f"{self.exercise_id}: passed all {len(self.checks)} checks ({self.score}/{self.points} points)"
+        fail = self.failure
+        return f"{self.exercise_id}: failed at {fail.stage} - {fail.name} (0/{self.points} points)"
+
+    def __str__(self) -> str:
+        lines = [f"[{self.exercise_id}] {self.title}", self.summary()]
+        for c in self.checks:
+            mark = "PASS" if c.passed else "FAIL"
+            lines.append(f"  {mark} {c.stage:<10} {c.name}")
+            if c.message and not c.passed:
+                lines.extend("       " + line for line in c.message.splitlines())
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else ("#9a6700" if self.not_attempted else "#cf222e")
+        rows = []
+        for c in self.checks:
+            mark = "&#10004;" if c.passed else "&#10008;"
+            msg = html.escape(c.message).replace("\n", "<br>") if (c.message and not c.passed) else ""
+            rows.append(
+                f"<tr><td style='color:{'#1a7f37' if c.passed else '#cf222e'}'>{mark}</td>"
+                f"<td>{html.escape(c.stage)}</td><td>{html.escape(c.name)}</td>"
+                f"<td style='font-family:monospace;text-align:left'>{msg}</td></tr>"
+            )
+        return (
+            f"<div style='border-left:4px solid {colour};padding:4px 10px'>"
+            f"<b>{html.escape(self.title)}</b> <code>{html.escape(self.exercise_id)}</code><br>"
+            f"<span style='color:{colour}'><b>{html.escape(self.summary())}</b></span>"
+            f"<table style='margin-top:4px'>{''.join(rows)}</table></div>"
+        )
+
+    def raise_for_status(self) -> CheckResult:
+        """Raise ``AssertionError`` with the feedback unless every sub-check passed."""
+        if not self.passed:
+            raise AssertionError(str(self))
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Running learner code safely
+# --------------------------------------------------------------------------------------------
+
+
+def _clone_tree(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone_tree(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _clone_tree(v) for k, v in obj.items()}
+    return obj
+
+
+def _tensors_with_paths(obj: Any, path: str) -> list[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        return [(path, obj)]
+    if isinstance(obj, (list, tuple)):
+        return [t for i, o in enumerate(obj) for t in _tensors_with_paths(o, f"{path}[{i}]")]
+    if isinstance(obj, dict):
+        return [t for k, o in obj.items() for t in _tensors_with_paths(o, f"{path}[{k!r}]")]
+    return []
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(torch.equal(torch.nan_to_num(a.detach(), nan=1.2345), torch.nan_to_num(b, nan=1.2345)))
+
+
+def _learner_frame(exc: BaseException) -> str:
+    """The innermost traceback line that belongs to the learner, not to torch or this package."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "course_lib/grading" not in f.filename and "/torch/" not in f.filename
+            and "/threading.py" not in f.filename]
+    if not ours:
+        return ""
+    f = ours[-1]
+    where = "your notebook cell" if "ipykernel" in f.filename or f.filename.startswith("<") else f.filename
+    return f"line {f.lineno} of {where}, in {f.name}: {f.line or ''}".rstrip()
+
+
+class _GlobalState:
+    """Snapshot of the global state a learner's code could change; restored after grading."""
+
+    def __init__(self) -> None:
+        self.dtype = torch.get_default_dtype()
+        self.grad = torch.is_grad_enabled()
+        self.torch_rng = torch.get_rng_state()
+        self.py_rng = random.getstate()
+        try:
+            import numpy as np
+
+            self.np_rng = np.random.get_state()
+        except ImportError:  # pragma: no cover - numpy is a dependency
+            self.np_rng = None
+
+    def restore(self) -> None:
+        torch.set_default_dtype(self.dtype)
+        torch.set_grad_enabled(self.grad)
+        torch.set_rng_state(self.torch_rng)
+        random.setstate(self.py_rng)
+        if self.np_rng is not None:
+            import numpy as np
+
+            np.random.set_state(self.np_rng)
+
+
+def _run_with_timeout(fn: Callable, args: tuple, kwargs: dict, timeout_s: float, inference: bool):
+    """Run ``fn(*args, **kwargs)`` in a worker thread; stop it with an exception past ``timeout_s``.
+
+    A thread (not a subprocess) keeps the learner's notebook objects usable and avoids forking a
+    process that holds OpenMP threads. A Python-level loop is interrupted by an asynchronously
+    raised ``GraderTimeout``; a single long C call finishes before the exception lands.
+    """
+    box: dict[str, Any] = {}
+    grad = torch.is_grad_enabled()
+
+    def target() -> None:
+        try:
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad and not inference):
+                box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - every learner error becomes feedback
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True, name="course-grader")
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(GraderTimeout))
+        worker.join(2.0)
+        raise GraderTimeout
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _fmt_index(idx: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def _describe(args: dict[str, Any]) -> str:
+    parts = []
+    for k, v in args.items():
+        if isinstance(v, torch.Tensor):
+            parts.append(f"{k}: {tuple(v.shape)} {str(v.dtype).replace('torch.', '')}")
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            parts.append(f"{k}={v!r}")
+    return ", ".join(parts)
+
+
+class Grader:
+    """Context handed to a grader function: safe calls, seeded inputs, and sub-check recording."""
+
+    def __init__(self, exercise: Exercise, seed: int = 0, timeout_s: float | None = None) -> None:
+        self.exercise = exercise
+        self.checks: list[SubCheck] = []
+        self.timeout_s = exercise.timeout_s if timeout_s is None else timeout_s
+        self.gen = torch.Generator().manual_seed(seed)
+        self.not_attempted = False
+
+    # ---- recording ------------------------------------------------------------------------
+    def ok(self, stage: str, name: str, message: str = "") -> None:
+        assert stage in STAGES, stage
+        self.checks.append(SubCheck(stage, name, True, message))
+
+    def fail(self, stage: str, name: str, message: str) -> None:
+        assert stage in STAGES, stage
+        self.checks.append(SubCheck(stage, name, False, message))
+        raise _Stop
+
+    def expect(self, cond: bool, stage: str, name: str, message: str) -> None:
+        """Record a sub-check that passes when ``cond`` holds and otherwise stops grading."""
+        if cond:
+            self.ok(stage, name)
+        else:
+            self.fail(stage, name, message)
+
+    # ---- inputs ---------------------------------------------------------------------------
+    def randn(self, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.gen, dtype=dtype) * scale
+
+    def rand(self, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.gen, dtype=dtype)
+
+    def randint(self, low: int, high: int, shape: Sequence[int]) -> torch.Tensor:
+        return torch.randint(low, high, tuple(shape), generator=self.gen)
+
+    # ---- structure ------------------------------------------------------------------------
+    def check_signature(self, fn: Any, params: Sequence[str]) -> None:
+        """The object is callable and accepts the contract's parameter names (extra defaults allowed)."""
+        if not callable(fn):
+            self.fail("signature", "is a function", f"expected a function, got {type(fn).__name__}")
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self.ok("signature", "is callable")
+            return
+        names = [p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        has_var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+        missing = [p for p in params if p not in names and not has_var_kw]
+        if missing:
+            self.fail(
+                "signature",
+                "parameter names",
+                f"expected parameters ({', '.join(params)}); missing: {', '.join(missing)}; "
+                f"your function takes ({', '.join(names)})",
+            )
+        required = [
+            p.name for p in sig.parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        extra = [r for r in required if r not in params]
+        if extra:
+            self.fail("signature", "parameter names", f"unexpected required parameters: {', '.join(extra)}")
+        self.ok("signature", "callable with the expected parameters")
+
+    def call(self, fn: Callable, case: str, /, *args: Any, inference: bool = False, **kwargs: Any) -> Any:
+        """Call the learner's function safely; a failure to run, or a mutation, stops grading.
+
+        ``case`` names the input in messages (e.g. ``"B=2, S=5, float64"``).
+        """
+        originals = _clone_tree((args, kwargs))
+        start = time.perf_counter()
+        try:
+            out = _run_with_timeout(fn, args, kwargs, self.timeout_s, inference)
+        except NotImplementedError:
+            self.not_attempted = True
+            self.fail("runs", "not attempted yet", "the function raises NotImplementedError: replace the "
+                      "`raise NotImplementedError()` line with your solution")
+        except GraderTimeout:
+            self.fail("runs", f"finishes in time ({case})",
+                      f"your function took longer than {self.timeout_s:g} s on {case} and was stopped "
+                      "(an infinite loop, or a loop over far more steps than needed?)")
+        except Exception as exc:  # noqa: BLE001
+            where = _learner_frame(exc)
+            self.fail("runs", f"runs without error ({case})",
+                      f"{type(exc).__name__}: {exc}" + (f"\n  at {where}" if where else ""))
+        elapsed = time.perf_counter() - start
+        self.last_call_seconds = elapsed
+        new_args = (args, kwargs)
+        for (path, before), (_, after) in zip(_tensors_with_paths(originals, "arg"),
+                                              _tensors_with_paths(new_args, "arg"), strict=True):
+            if not _same(after, before):
+                self.fail("runs", f"leaves its inputs unchanged ({case})",
+                          f"your function modified an input tensor in place ({self._arg_name(fn, path)}); "
+                          "work on copies (e.g. x = x.clone()) or use out-of-place operations")
+        return out
+
+    @staticmethod
+    def _arg_name(fn: Callable, path: str) -> str:
+        # path looks like "arg[0][2]" (positional) or "arg[1]['name']" (keyword)
+        try:
+            parts = path[len("arg"):].strip("[]").split("][")
+            if parts[0] == "0":
+                names = list(inspect.signature(fn).parameters)
+                return names[int(parts[1])]
+            return parts[1].strip("'")
+        except (ValueError, IndexError, TypeError):
+            return path
+
+    # ---- tensors --------------------------------------------------------------------------
+    def check_tensor(
+        self,
+        out: Any,
+        ref: torch.Tensor,
+        name: str,
+        case: str,
+        dtype: torch.dtype | None = None,
+        tol: dict | None = None,
+        stage: str = "values",
+    ) -> None:
+        """Type, shape, dtype, finiteness and values of one returned tensor against a float64 reference."""
+        if not isinstance(out, torch.Tensor):
+            self.fail("types", f"{name} is a tensor ({case})", f"{name} should be a torch.Tensor, got "
+                      f"{type(out).__name__}")
+        if tuple(out.shape) != tuple(ref.shape):
+            self.fail("shapes", f"{name} shape ({case})",
+                      f"{name} has shape {tuple(out.shape)}; the contract asks for {tuple(ref.shape)} here")
+        want = dtype if dtype is not None else ref.dtype
+        if out.dtype != want:
+            self.fail("dtype", f"{name} dtype ({case})",
+                      f"{name} has dtype {out.dtype}; with these inputs it should be {want} "
+                      "(outputs keep the input dtype)")
+        bad = ~torch.isfinite(out.detach()) & torch.isfinite(ref)
+        if bool(bad.any()):
+            idx = bad.nonzero()[0].tolist()
+            self.fail("finite", f"{name} has no NaN/inf ({case})",
+                      f"{name} contains {int(bad.sum())} NaN/inf values, the first at index {_fmt_index(idx)}")
+        # Type, shape, dtype and finiteness passed: one line for them, then the values.
+        self.ok("types", f"{name}: tensor of shape {tuple(out.shape)}, {str(want).replace('torch.', '')}, "
+                         f"finite ({case})")
+        self.check_close(out, ref, name, case, tol=tol, stage=stage)
+
+    def check_close(self, out: torch.Tensor, ref: torch.Tensor, name: str, case: str,
+                    tol: dict | None = None, stage: str = "values") -> None:
+        tol = tol or TOLERANCES.get(out.dtype, TOLERANCES[torch.float32])
+        err = report_error(out.detach().to(torch.float64), ref.detach().to(torch.float64), **tol)
+        if err is not None:
+            self.fail(stage, f"{name} values ({case})", f"{name} differs from the correct result: {err}")
+        self.ok(stage, f"{name} values ({case})")
+
+
+def report_error(out: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float) -> str | None:
+    """None when ``out`` is within ``atol + rtol*|ref|`` of ``ref`` everywhere, else a description.
+
+    The description gives the max abs and rel error and the index of the worst element; it never
+    reveals expected values.
+    """
+    both_inf = torch.isinf(out) & torch.isinf(ref) & (torch.sign(out) == torch.sign(ref))
+    diff = torch.where(both_inf, torch.zeros_like(out), (out - ref).abs())
+    diff = torch.nan_to_num(diff, nan=math.inf)
+    allowed = atol + rtol * ref.abs().nan_to_num(posinf=0.0, neginf=0.0)
+    bad = diff > allowed
+    if not bool(bad.any()):
+        return None
+    rel = diff / ref.abs().clamp_min(1e-12)
+    worst = int(torch.argmax(torch.where(bad, diff - allowed, torch.full_like(diff, -math.inf))))
+    idx = list(torch.unravel_index(torch.tensor(worst), ref.shape)) if ref.dim() else []
+    return (f"max abs error {float(diff[bad].max()):.3g}, max rel error {float(rel[bad].max()):.3g}; "
+            f"{int(bad.sum())} of {bad.numel()} elements outside tolerance (atol={atol:g}, rtol={rtol:g}); "
+            f"worst at index {_fmt_index(idx)}")
+
+
+# --------------------------------------------------------------------------------------------
+# The registry and the entry point
+# --------------------------------------------------------------------------------------------
+
+EXERCISES: dict[str, Exercise] = {}
+"""Exercise id -> :class:`Exercise`. Filled by the ``@exercise`` decorators of the grader modules."""
+
+
+def exercise(
+    id: str,
+    *,
+    module: str,
+    title: str,
+    points: int,
+    difficulty: str,
+    minutes: int,
+    signature: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Callable[[Callable[[Grader, Callable], None]], Callable[[Grader, Callable], None]]:
+    """Register ``grader(g, fn)`` as the grader of exercise ``id``."""
+    assert difficulty in ("warm-up", "easy", "medium", "hard"), difficulty
+
+    def register(grader: Callable[[Grader, Callable], None]) -> Callable[[Grader, Callable], None]:
+        if id in EXERCISES:
+            raise ValueError(f"exercise {id!r} is registered twice")
+        EXERCISES[id] = Exercise(id, module, title, points, difficulty, minutes, signature, grader, timeout_s)
+        return grader
+
+    return register
+
+
+def run_grader(exercise_id: str, fn: Any, *, seed: int = 0, timeout_s: float | None = None) -> CheckResult:
+    """Grade ``fn`` for ``exercise_id``; never raises for anything the learner's code does."""
+    if exercise_id not in EXERCISES:
+        known = ", ".join(sorted(EXERCISES))
+        return CheckResult(exercise_id, "unknown exercise", 0, [SubCheck(
+            "signature", "known exercise id", False, f"there is no exercise {exercise_id!r}; known ids: {known}")])
+    ex = EXERCISES[exercise_id]
+    state = _GlobalState()
+    g = Grader(ex, seed=seed, timeout_s=timeout_s)
+    start = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            ex.grader(g, fn)
+    except _Stop:
+        pass
+    except Exception as exc:  # noqa: BLE001 - returned objects the grader could not even inspect
+        stage = g.checks[-1].stage if g.checks else "types"
+        g.checks.append(SubCheck(stage, "result can be inspected", False,
+                                 f"the grader could not use what your function returned "
+                                 f"({type(exc).__name__}: {exc}); check the return type against the signature: "
+                                 f"{ex.signature}"))
+    finally:
+        state.restore()
+    return CheckResult(ex.id, ex.title, ex.points, g.checks, not_attempted=g.not_attempted,
+                       seconds=time.perf_counter() - start)
+
+
+def _flat_tensors(obj: Any) -> list[torch.Tensor]:
+    return [t for _, t in _tensors_with_paths(obj, "")]
+
+
+def check_gradients(g: Grader, fn: Callable, ref_fn: Callable, case: str, args: dict[str, Any],
+                    wrt: Sequence[str], select: Callable[[Any], Any] = lambda out: out) -> None:
+    """Gradients of a random projection of ``select(fn(**args))`` w.r.t. ``wrt`` match the reference.
+
+    Checks that gradients flow to every named argument (none detached), then compares them with
+    autograd through ``ref_fn`` in float64.
+    """
+    def leaves() -> dict[str, Any]:
+        return {k: (v.detach().clone().requires_grad_(True) if k in wrt else v) for k, v in args.items()}
+
+    mine, ref_args = leaves(), leaves()
+    out = g.call(fn, case, **mine)
+    outs = _flat_tensors(select(out))
+    refs = _flat_tensors(select(ref_fn(**ref_args)))
+    weights = [torch.randn(r.shape, generator=g.gen, dtype=r.dtype) for r in refs]
+    if len(outs) != len(refs) or not all(o.requires_grad for o in outs):
+        g.fail("gradients", f"outputs carry gradients ({case})",
+               "no gradient flows back from your outputs: avoid .detach(), .item(), .numpy(), "
+               "torch.no_grad() and building new tensors with torch.tensor(...) from results")
+    loss = sum((o.to(torch.float64) * w).sum() for o, w in zip(outs, weights, strict=True))
+    ref_loss = sum((r * w).sum() for r, w in zip(refs, weights, strict=True))
+    tensors = [mine[n] for n in wrt]
+    grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    ref_grads = torch.autograd.grad(ref_loss, [ref_args[n] for n in wrt], allow_unused=True)
+    for name, gr, rg in zip(wrt, grads, ref_grads, strict=True):
+        if gr is None:
+            g.fail("gradients", f"gradient reaches {name} ({case})",
+                   f"no gradient reaches {name}: it does not influence your output, or the path is cut")
+        g.check_close(gr, rg, f"d(loss)/d({name})", case, stage="gradients")

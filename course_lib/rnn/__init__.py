@@ -1,0 +1,16 @@
+"""Module 01: the vanilla RNN and backpropagation through time.
+
+``reference`` holds the readable PyTorch code; ``kernels`` a small fused Triton kernel for the cell.
+"""
+
+from course_lib.rnn.reference import (
+    gradient_norms_over_lag,
+    rnn,
+    rnn_bptt,
+    rnn_cell,
+    scale_to_spectral_radius,
+    spectral_radius,
+)
+
+__all__ = ["gradient_norms_over_lag", "rnn", "rnn_bptt", "rnn_cell", "scale_to_spectral_radius",
+           "spectral_radius"]
