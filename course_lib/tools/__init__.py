@@ -1,0 +1,1 @@
+"""Tooling behind the ``course`` command: slides, nbgrader, grading notebooks, benchmarks, doctor."""
