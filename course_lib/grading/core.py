@@ -119,20 +119,24 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else ("#9a6700" if self.not_attempted else "#cf222e")
-        rows = []
-        for c in self.checks:
+
+        def row(c: SubCheck) -> str:
             mark = "&#10004;" if c.passed else "&#10008;"
             msg = html.escape(c.message).replace("\n", "<br>") if (c.message and not c.passed) else ""
-            rows.append(
-                f"<tr><td style='color:{'#1a7f37' if c.passed else '#cf222e'}'>{mark}</td>"
-                f"<td>{html.escape(c.stage)}</td><td>{html.escape(c.name)}</td>"
-                f"<td style='font-family:monospace;text-align:left'>{msg}</td></tr>"
-            )
+            return (f"<tr><td style='color:{'#1a7f37' if c.passed else '#cf222e'}'>{mark}</td>"
+                    f"<td>{html.escape(c.stage)}</td><td style='text-align:left'>{html.escape(c.name)}</td>"
+                    f"<td style='font-family:monospace;text-align:left'>{msg}</td></tr>")
+
+        passed = [c for c in self.checks if c.passed]
+        failed = [c for c in self.checks if not c.passed]
+        fail_html = f"<table style='margin-top:4px'>{''.join(row(c) for c in failed)}</table>" if failed else ""
+        pass_html = (f"<details><summary>{len(passed)} sub-check(s) passed</summary>"
+                     f"<table>{''.join(row(c) for c in passed)}</table></details>") if passed else ""
         return (
             f"<div style='border-left:4px solid {colour};padding:4px 10px'>"
             f"<b>{html.escape(self.title)}</b> <code>{html.escape(self.exercise_id)}</code><br>"
             f"<span style='color:{colour}'><b>{html.escape(self.summary())}</b></span>"
-            f"<table style='margin-top:4px'>{''.join(rows)}</table></div>"
+            f"{fail_html}{pass_html}</div>"
         )
 
     def raise_for_status(self) -> CheckResult:
