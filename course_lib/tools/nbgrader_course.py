@@ -13,6 +13,7 @@ course directory from them and drives nbgrader itself (``generate_assignment``, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -76,8 +77,12 @@ def make_course_dir(course_dir: Path, modules: Iterable[str] | None = None, root
 
 
 def _run_nbgrader(course_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    # nbgrader calls helper programs (alembic, jupyter) by name: put this interpreter's bin/ first on
+    # PATH so that they are found when the course runs from a virtual environment that is not activated.
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_dir,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

@@ -1,0 +1,522 @@
+"""The figures of the slide decks, computed with plain ``torch`` and drawn with matplotlib's Agg canvas.
+
+Every figure is seeded and drawn from its own ``torch.Generator`` (the global RNG is left as it was),
+takes at most a couple of seconds on a 2-core CPU, and is saved as a PNG without a timestamp, so a
+rebuild gives the same files. The one exception is the measured attention time (module 03), which
+is a wall-clock measurement of this machine. Figures use matplotlib's object API (``Figure``), never
+``pyplot``, so building slides inside a notebook does not change its plotting backend.
+
+``make_figures("01", out)`` draws the figures of deck 01 into ``out`` and returns their paths.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, FancyBboxPatch
+
+DPI = 150
+STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
+         "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 9, "legend.frameon": False}
+
+
+def _figure(ncols: int = 1, width: float = 8.0, height: float = 3.6) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    # metadata={"Software": None} drops the only varying PNG text chunk: same inputs, same bytes.
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# 01  RNN and BPTT
+
+
+def _box(ax, xy: tuple[float, float], text: str, color: str = "#e8f0fb", w: float = 0.9, h: float = 0.55,
+         fontsize: int = 12) -> None:
+    ax.add_patch(FancyBboxPatch((xy[0] - w / 2, xy[1] - h / 2), w, h, boxstyle="round,pad=0.04",
+                                fc=color, ec="0.3", lw=1.2))
+    ax.text(*xy, text, ha="center", va="center", fontsize=fontsize)
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], color: str = "0.25", **kw) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4,
+                                                      "shrinkA": 0, "shrinkB": 0, **kw})
+
+
+def _diagram(width: float, height: float, xlim: tuple[float, float], ylim: tuple[float, float]):
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return fig, ax
+
+
+def rnn_unrolled(path: Path) -> Path:
+    """The RNN unrolled in time: one cell, the same weights at every step, losses on top."""
+    fig, ax = _diagram(9.0, 3.9, (-0.9, 9.8), (-0.9, 3.4))
+    steps = ["1", "2", "3", "T"]
+    xs = [1.2, 3.4, 5.6, 8.4]
+    ax.text(-0.45, 1.5, "$h_0$", ha="center", va="center", fontsize=14)
+    _arrow(ax, (-0.2, 1.5), (xs[0] - 0.5, 1.5))
+    for n, (t, x) in enumerate(zip(steps, xs, strict=True)):
+        _box(ax, (x, 1.5), "$\\tanh$", w=1.0, h=0.7, fontsize=13)
+        ax.text(x, 0.1, f"$x_{{{t}}}$", ha="center", va="center", fontsize=14)
+        _arrow(ax, (x, 0.35), (x, 1.12))
+        ax.text(x + 0.12, 0.72, "$W_{ih}$", fontsize=9, color="0.35")
+        _arrow(ax, (x, 1.88), (x, 2.6))
+        ax.text(x, 2.9, f"$\\ell_{{{t}}}(\\hat y_{{{t}}}, y_{{{t}}})$", ha="center", va="center", fontsize=12)
+        if n < len(xs) - 1:
+            gap_end = xs[n + 1] - 0.55 if n < len(xs) - 2 else x + 1.4
+            _arrow(ax, (x + 0.55, 1.5), (gap_end, 1.5))
+            ax.text((x + gap_end) / 2 + 0.05, 1.62, f"$h_{{{t}}}$", ha="center", va="bottom", fontsize=12)
+            ax.text((x + gap_end) / 2 + 0.05, 1.38, "$W_{hh}$", ha="center", va="top", fontsize=9, color="0.35")
+    ax.text(7.25, 1.5, "$\\cdots$", ha="center", va="center", fontsize=16)
+    _arrow(ax, (7.5, 1.5), (xs[-1] - 0.55, 1.5))
+    _arrow(ax, (xs[-1] + 0.55, 1.5), (xs[-1] + 0.85, 1.5))
+    ax.text(xs[-1] + 0.95, 1.5, "$h_T$", ha="left", va="center", fontsize=12)
+    _arrow(ax, (xs[-1] + 0.5, -0.55), (xs[0] - 0.5, -0.55), color="C3", ls="--")
+    ax.text((xs[0] + xs[-1]) / 2, -0.75,
+            "backward: $\\delta_t = \\partial L/\\partial h_t$ flows from $t=T$ down to $1$",
+            ha="center", va="top", color="C3", fontsize=11)
+    return _save(fig, path)
+
+
+def rnn_tanh_derivative(path: Path) -> Path:
+    """tanh and its derivative 1 - tanh^2: the factor every BPTT step multiplies in."""
+    a = torch.linspace(-4, 4, 401)
+    fig, (ax,) = _figure(width=7.0, height=3.2)
+    ax.plot(a.numpy(), torch.tanh(a).numpy(), label=r"$\tanh(a)$")
+    ax.plot(a.numpy(), (1 - torch.tanh(a) ** 2).numpy(), label=r"$\tanh'(a) = 1-\tanh^2(a)$")
+    for lo, hi in ((-4, -2), (2, 4)):
+        ax.axvspan(lo, hi, color="0.85", alpha=0.6, lw=0)
+    ax.text(3.0, -0.55, "saturated:\n" r"$\tanh' < 0.07$", ha="center", fontsize=9)
+    ax.text(-3.0, 0.45, "saturated:\n" r"$\tanh' < 0.07$", ha="center", fontsize=9)
+    ax.set_xlabel("pre-activation $a$")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def rnn_gradient_vs_lag(path: Path) -> Path:
+    """||dL/dh_{T-k}|| against the lag k for several spectral radii of W_hh, linear and tanh RNN."""
+    g = torch.Generator().manual_seed(1)
+    H, T, B = 64, 100, 16
+    W0 = torch.randn(H, H, generator=g, dtype=torch.float64)
+    W0 = W0 / torch.linalg.eigvals(W0).abs().max()  # spectral radius 1
+    w_ih = 0.5 * torch.randn(H, 1, generator=g, dtype=torch.float64)
+    x = torch.randn(B, T, 1, generator=g, dtype=torch.float64)
+    u = torch.randn(H, generator=g, dtype=torch.float64) / math.sqrt(H)  # L = u . h_T
+    radii = (0.5, 0.9, 1.0, 1.2, 1.5, 3.0)
+    fig, axes = _figure(ncols=2, width=9.0, height=3.6)
+    lags = torch.arange(T)
+    for rho, color in zip(radii, matplotlib.colormaps["viridis"](torch.linspace(0, 0.9, len(radii)).numpy()),
+                          strict=True):
+        W = rho * W0
+        # linear RNN: dL/dh_{T-k} = (W^T)^k u
+        delta, linear = u.clone(), []
+        for _ in range(T):
+            linear.append(delta.norm())
+            delta = W.T @ delta
+        axes[0].semilogy(lags.numpy(), torch.stack(linear).numpy(), color=color, label=rf"$\rho={rho}$")
+        # tanh RNN: autograd gives dL/dh_t for every step t
+        h = torch.zeros(B, H, dtype=torch.float64, requires_grad=True)
+        states = []
+        for t in range(T):
+            h = torch.tanh(x[:, t] @ w_ih.T + h @ W.T)
+            h.retain_grad()
+            states.append(h)
+        (h @ u).sum().backward()
+        norms = torch.stack([s.grad.norm(dim=-1) for s in reversed(states)], dim=1)  # (B, T), k = 0..T-1
+        axes[1].semilogy(lags.numpy(), norms.log().mean(0).exp().numpy(), color=color, label=rf"$\rho={rho}$")
+    axes[0].set_title(r"linear: $h_t = W_{hh} h_{t-1}$")
+    axes[1].set_title(r"tanh: $h_t = \tanh(W_{ih}x_t + W_{hh}h_{t-1})$")
+    for ax in axes:
+        ax.set_xlabel("lag $k$")
+        ax.set_ylim(1e-30, 1e30)
+    axes[0].set_ylabel(r"$\|\partial L / \partial h_{T-k}\|$")
+    axes[1].legend(loc="upper left", ncols=2)
+    return _save(fig, path)
+
+
+def rnn_loss_cliff(path: Path) -> Path:
+    """A one-unit RNN x_t = w sigmoid(x_{t-1}) + b: the loss in b has a cliff that steepens with T."""
+    b = torch.linspace(-6.0, -2.0, 2001, dtype=torch.float64, requires_grad=True)
+    fig, axes = _figure(ncols=2, width=9.0, height=3.4)
+    for T in (5, 20, 50):
+        x = torch.full_like(b, 4.0)
+        for _ in range(T):
+            x = 8.0 * torch.sigmoid(x) + b
+        loss = x**2
+        (grad,) = torch.autograd.grad(loss.sum(), b)
+        axes[0].plot(b.detach().numpy(), loss.detach().numpy(), label=f"$T={T}$")
+        axes[1].semilogy(b.detach().numpy(), grad.abs().numpy(), label=f"$T={T}$")
+    axes[0].set_title(r"loss $x_T^2$,  $x_t = 8\,\sigma(x_{t-1}) + b$")
+    axes[1].set_title(r"$|\partial L/\partial b|$")
+    for ax in axes:
+        ax.set_xlabel("bias $b$")
+    axes[0].legend()
+    return _save(fig, path)
+
+
+def adding_problem_sample(path: Path) -> Path:
+    """One sequence of the adding problem: values, the two markers, and the target."""
+    g = torch.Generator().manual_seed(17)
+    T = 40
+    values = torch.rand(T, generator=g)
+    first = int(torch.randint(0, T // 10, (1,), generator=g))
+    second = int(torch.randint(T // 2, T, (1,), generator=g))
+    fig, (ax,) = _figure(width=8.0, height=2.8)
+    colors = ["C1" if t in (first, second) else "0.7" for t in range(T)]
+    ax.bar(range(T), values.numpy(), color=colors)
+    for t in (first, second):
+        ax.annotate("marker = 1", (t, values[t]), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=9)
+    target = float(values[first] + values[second])
+    ax.set_title(f"adding problem, $T={T}$: target $y = x_{{{first}}} + x_{{{second}}} = {target:.2f}$, "
+                 f"read after step {T - 1}")
+    ax.set_xlabel("time step $t$")
+    ax.set_ylabel("value channel")
+    ax.set_ylim(0, 1.25)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 02  LSTM gates
+
+
+def _op(ax, xy: tuple[float, float], symbol: str) -> None:
+    ax.add_patch(Circle(xy, 0.22, fc="#fff4e0", ec="0.3", lw=1.2))
+    ax.text(*xy, symbol, ha="center", va="center", fontsize=13)
+
+
+def lstm_cell_diagram(path: Path) -> Path:
+    """The LSTM cell: the additive cell path on top, the four gates below (torch's order i, f, g, o)."""
+    fig, ax = _diagram(9.0, 3.7, (-2.3, 9.6), (-1.0, 3.9))
+    y_cell, y_gate, y_in = 3.2, 0.9, -0.35
+    ax.plot([-0.6, 8.3], [y_cell, y_cell], color="C3", lw=2.5, zorder=0)
+    ax.text(-0.7, y_cell, "$c_{t-1}$", ha="right", va="center", fontsize=14)
+    _arrow(ax, (8.0, y_cell), (8.4, y_cell), color="C3")
+    ax.text(8.5, y_cell, "$c_t$", ha="left", va="center", fontsize=14)
+    ax.text(3.0, y_cell + 0.35, "cell path: $c_t = f_t \\odot c_{t-1} + i_t \\odot g_t$", ha="center",
+            fontsize=11, color="C3")
+    gates = {"f": (1.6, "$\\sigma$"), "i": (3.2, "$\\sigma$"), "g": (4.8, "$\\tanh$"), "o": (6.4, "$\\sigma$")}
+    ax.plot([-0.6, 6.4], [y_in, y_in], color="0.3", lw=1.4)
+    ax.text(-0.7, y_in, "$h_{t-1}, x_t$", ha="right", va="center", fontsize=14)
+    for name, (x, label) in gates.items():
+        _arrow(ax, (x, y_in), (x, y_gate - 0.3))
+        _box(ax, (x, y_gate), label, w=0.8, h=0.55, color="#e8f0fb")
+        ax.text(x - 0.5, y_gate + 0.45, f"${name}_t$", ha="right", fontsize=12)
+    # forget: multiply the old cell
+    _op(ax, (1.6, y_cell), "×")
+    _arrow(ax, (1.6, y_gate + 0.28), (1.6, y_cell - 0.22))
+    # input x candidate, added to the cell
+    _op(ax, (4.0, 2.1), "×")
+    _arrow(ax, (3.2, y_gate + 0.28), (3.85, 1.93))
+    _arrow(ax, (4.8, y_gate + 0.28), (4.15, 1.93))
+    _op(ax, (4.0, y_cell), "+")
+    _arrow(ax, (4.0, 2.32), (4.0, y_cell - 0.22))
+    # output: h_t = o * tanh(c_t)
+    _box(ax, (7.4, 2.35), "$\\tanh$", w=0.8, h=0.5, color="#eef7ea")
+    _arrow(ax, (7.4, y_cell), (7.4, 2.6))
+    _op(ax, (7.4, 1.5), "×")
+    _arrow(ax, (7.4, 2.1), (7.4, 1.72))
+    _arrow(ax, (6.4, y_gate + 0.28), (7.22, 1.38))
+    _arrow(ax, (7.62, 1.5), (8.4, 1.5))
+    ax.text(8.5, 1.5, "$h_t$", ha="left", va="center", fontsize=14)
+    ax.text(3.0, -0.8, "pre-activations: $W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}$, rows stacked i, f, g, o",
+            ha="center", fontsize=10, color="0.3")
+    return _save(fig, path)
+
+
+def lstm_cell_vs_rnn_gradient(path: Path) -> Path:
+    """||dL/dc_{T-k}|| of an LSTM (several forget-gate biases) against ||dL/dh_{T-k}|| of an RNN."""
+    H, T, B, I = 32, 100, 16, 4
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(B, T, I, generator=g, dtype=torch.float64)
+    u = torch.randn(H, generator=g, dtype=torch.float64)
+    bound = 1 / math.sqrt(H)  # torch's default init: U(-1/sqrt(H), 1/sqrt(H))
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return (2 * torch.rand(*shape, generator=g, dtype=torch.float64) - 1) * bound
+
+    fig, (ax,) = _figure(width=7.5, height=3.6)
+    lags = torch.arange(T)
+    w_ih, w_hh, bias = uniform(4 * H, I), uniform(4 * H, H), uniform(4 * H)
+    for b_f, color in ((0.0, "C0"), (1.0, "C2"), (3.0, "C3")):
+        b = bias.clone()
+        b[H:2 * H] += b_f  # rows i, f, g, o: the second block is the forget gate
+        h = torch.zeros(B, H, dtype=torch.float64)
+        c = torch.zeros(B, H, dtype=torch.float64, requires_grad=True)
+        cells, forget = [], []
+        for t in range(T):
+            i, f, z, o = (x[:, t] @ w_ih.T + h @ w_hh.T + b).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(z)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            c.retain_grad()
+            cells.append(c)
+            forget.append(torch.sigmoid(f).detach())
+        (c @ u).sum().backward()
+        norms = torch.stack([s.grad.norm(dim=-1) for s in reversed(cells)], dim=1)  # (B, T)
+        ax.semilogy(lags.numpy(), (norms.log().mean(0).exp() / norms[:, 0].log().mean().exp()).numpy(), color=color,
+                    label=rf"LSTM, $c_t$, forget bias $+{b_f:g}$")
+        # the cell path alone: prod of f over the lag (mean over units and batch)
+        prod_f = torch.stack(forget[::-1], dim=1).cumprod(dim=1).mean(dim=(0, 2))
+        ax.semilogy(lags[1:].numpy(), prod_f[:-1].numpy(), color=color, ls=":", lw=1)
+    w_ih, w_hh, b = uniform(H, I), uniform(H, H), uniform(H)
+    h = torch.zeros(B, H, dtype=torch.float64, requires_grad=True)
+    states = []
+    for t in range(T):
+        h = torch.tanh(x[:, t] @ w_ih.T + h @ w_hh.T + b)
+        h.retain_grad()
+        states.append(h)
+    (h @ u).sum().backward()
+    norms = torch.stack([s.grad.norm(dim=-1) for s in reversed(states)], dim=1)
+    ax.semilogy(lags.numpy(), (norms.log().mean(0).exp() / norms[:, 0].log().mean().exp()).numpy(), color="k",
+                label=r"RNN, $h_t$ (torch default init)")
+    ax.plot([], [], color="0.4", ls=":", lw=1, label=r"cell path only: mean $\prod f$")
+    ax.set_xlabel("lag $k$")
+    ax.set_ylabel(r"$\|\partial L/\partial s_{T-k}\| \,/\, \|\partial L/\partial s_T\|$")
+    ax.set_ylim(1e-32, 10)
+    ax.legend(loc="lower left")
+    return _save(fig, path)
+
+
+def lstm_gates_on_adding(path: Path) -> Path:
+    """Gate activations of a small LSTM trained for a second on the adding problem (T = 20)."""
+    H, T, steps = 16, 20, 800
+    g = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        values = torch.rand(n, T, generator=g)
+        markers = torch.zeros(n, T)
+        rows = torch.arange(n)
+        markers[rows, torch.randint(0, T // 10, (n,), generator=g)] = 1.0
+        markers[rows, torch.randint(T // 2, T, (n,), generator=g)] = 1.0
+        return torch.stack([values, markers], -1), (values * markers).sum(1)
+
+    with torch.random.fork_rng():  # nn.LSTM initialises from the global RNG; leave the caller's as it was
+        torch.manual_seed(0)
+        lstm, head = torch.nn.LSTM(2, H, batch_first=True), torch.nn.Linear(H, 1)
+    with torch.no_grad():
+        lstm.bias_ih_l0[H:2 * H] += 1.0
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-2)
+    for _ in range(steps):
+        x, y = batch(64)
+        loss = ((head(lstm(x)[0][:, -1]).squeeze(-1) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x, y = batch(1)
+    with torch.no_grad():
+        pre = []
+        h, c = torch.zeros(H), torch.zeros(H)
+        cells = []
+        for t in range(T):
+            gates = lstm.weight_ih_l0 @ x[0, t] + lstm.bias_ih_l0 + lstm.weight_hh_l0 @ h + lstm.bias_hh_l0
+            i, f, z, o = gates.chunk(4)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(z)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            pre.append(gates)
+            cells.append(c)
+        pred = float(head(h))
+    act = torch.sigmoid(torch.stack(pre))  # (T, 4H)
+    fig = Figure(figsize=(9.0, 4.6), layout="constrained")
+    axes = fig.subplots(5, 1, sharex=True, height_ratios=[1.1, 1, 1, 1, 1.3])
+    colors = ["C1" if m else "0.7" for m in x[0, :, 1]]
+    axes[0].bar(range(T), x[0, :, 0].numpy(), color=colors)
+    axes[0].set_ylabel("input", rotation=0, ha="right", va="center")
+    axes[0].set_title(f"target {float(y[0]):.2f}, prediction {pred:.2f} (orange: marked steps)", fontsize=10)
+    for ax, k, name in zip(axes[1:4], (0, 1, 3), ("$i_t$", "$f_t$", "$o_t$"), strict=True):
+        im = ax.imshow(act[:, k * H:(k + 1) * H].T.numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis",
+                       interpolation="nearest")
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.set_yticks([])
+        ax.grid(False)
+    im = axes[4].imshow(torch.stack(cells).T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2,
+                        interpolation="nearest")
+    axes[4].set_ylabel("$c_t$", rotation=0, ha="right", va="center")
+    axes[4].set_yticks([])
+    axes[4].grid(False)
+    axes[4].set_xticks(range(0, T, 2))
+    axes[4].set_xlabel(f"time step $t$ (rows of each panel: the {H} units)")
+    fig.colorbar(axes[1].images[0], ax=axes[1:4], shrink=0.9, label="gate")
+    fig.colorbar(im, ax=axes[4], label="cell")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 03  Attention
+
+
+def softmax_saturation(path: Path) -> Path:
+    """Dot products of random q, k grow like sqrt(d); without 1/sqrt(d) the softmax saturates."""
+    g = torch.Generator().manual_seed(4)
+    dims = [4, 16, 64, 256, 1024]
+    n_keys, trials = 64, 200
+    out = {"raw": ([], []), "scaled": ([], [])}
+    for d in dims:
+        q = torch.randn(trials, 1, d, generator=g, dtype=torch.float64)
+        k = torch.randn(trials, n_keys, d, generator=g, dtype=torch.float64)
+        scores = (q @ k.transpose(-2, -1)).squeeze(1)  # (trials, n_keys)
+        for name, s in (("raw", scores), ("scaled", scores / math.sqrt(d))):
+            p = torch.softmax(s, dim=-1)
+            # Jacobian of softmax: diag(p) - p p^T; its Frobenius norm says how much gradient gets through
+            jac = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+            out[name][0].append(p.max(-1).values.mean())
+            out[name][1].append(jac.flatten(1).norm(dim=-1).mean())
+    fig, axes = _figure(ncols=2, width=9.0, height=3.4)
+    for name, label, style in (("raw", r"$q\cdot k$", "o-"), ("scaled", r"$q\cdot k/\sqrt{d}$", "s-")):
+        axes[0].semilogx(dims, torch.stack(out[name][0]).numpy(), style, label=label, base=2)
+        axes[1].loglog(dims, torch.stack(out[name][1]).numpy(), style, label=label, base=2)
+    axes[0].axhline(1 / n_keys, color="0.5", ls=":", lw=1)
+    axes[0].text(4, 1 / n_keys + 0.03, "uniform $1/64$", fontsize=9, color="0.4")
+    axes[0].set_title(f"largest attention weight ({n_keys} keys)")
+    axes[1].set_title(r"$\|\partial\,\mathrm{softmax}/\partial s\|_F$")
+    for ax in axes:
+        ax.set_xlabel("head dimension $d$")
+    axes[0].legend()
+    return _save(fig, path)
+
+
+def attention_masks(path: Path) -> Path:
+    """Attention weights under a causal mask, and under causal plus padding masks."""
+    g = torch.Generator().manual_seed(5)
+    S, d, n_pad = 8, 16, 2
+    q, k = torch.randn(2, S, d, generator=g).unbind(0)
+    causal = torch.ones(S, S, dtype=torch.bool).tril()  # True = may attend
+    padding = torch.ones(S, dtype=torch.bool)
+    padding[S - n_pad:] = False  # the last two positions are padding
+    fig, axes = _figure(ncols=2, width=8.4, height=4.0)
+    for ax, mask, title in ((axes[0], causal, "causal"),
+                            (axes[1], causal & padding, f"causal and padding (last {n_pad} keys)")):
+        scores = (q @ k.T / math.sqrt(d)).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        im = ax.imshow(weights.numpy(), cmap="Blues", vmin=0, vmax=1)
+        for r in range(S):
+            for c in range(S):
+                if mask[r, c]:
+                    ax.text(c, r, f"{weights[r, c]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if weights[r, c] > 0.6 else "black")
+                else:
+                    ax.text(c, r, "×", ha="center", va="center", fontsize=9, color="0.6")
+        ax.set_title(title)
+        ax.set_xlabel("key position $j$")
+        ax.set_ylabel("query position $i$")
+        ax.set_xticks(range(S))
+        ax.set_yticks(range(S))
+        ax.grid(False)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
+    return _save(fig, path)
+
+
+def attention_cost(path: Path) -> Path:
+    """Measured time of softmax(QK^T/sqrt(d))V on this CPU and the memory of the S x S weights."""
+    g = torch.Generator().manual_seed(6)
+    d, lengths, repeats = 64, [128, 256, 512, 1024, 2048, 4096], 3
+    times = []
+    for S in lengths:
+        q, k, v = torch.randn(3, S, d, generator=g).unbind(0)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.softmax(q @ k.T / math.sqrt(d), dim=-1) @ v  # (S, S) weights, then (S, d)
+            best = min(best, time.perf_counter() - start)
+        times.append(best)
+    fig, axes = _figure(ncols=2, width=9.0, height=3.4)
+    ref = [times[-1] * (S / lengths[-1]) ** 2 for S in lengths]
+    axes[0].loglog(lengths, times, "o-", base=2, label="measured (best of 3)")
+    axes[0].loglog(lengths, ref, "k:", base=2, label=r"$\propto S^2$")
+    axes[0].set_title(f"time, one head, $d={d}$, float32, one CPU thread")
+    axes[0].set_ylabel("seconds")
+    axes[0].legend()
+    mem = [S * S * 4 / 2**20 for S in lengths]
+    axes[1].loglog(lengths, mem, "o-", base=2, color="C3")
+    axes[1].set_title("memory of the $S\\times S$ weights (float32)")
+    axes[1].set_ylabel("MiB")
+    for ax in axes:
+        ax.set_xlabel("sequence length $S$")
+    return _save(fig, path)
+
+
+def online_softmax(path: Path) -> Path:
+    """Online softmax over blocks of scores: running max m and running sum l, rescaled at each block."""
+    g = torch.Generator().manual_seed(7)
+    S, block = 32, 8
+    s = torch.randn(S, generator=g, dtype=torch.float64) * 2.0
+    s[19] += 4.0  # a late maximum forces a rescale
+    m, l = float("-inf"), 0.0
+    ms, ls = [], []
+    for start in range(0, S, block):
+        blk = s[start:start + block]
+        m_new = max(m, float(blk.max()))
+        # rescale what was summed under the old max, then add the new block under the new max
+        l = l * math.exp(m - m_new) + float(torch.exp(blk - m_new).sum())
+        m = m_new
+        ms.append(m)
+        ls.append(l)
+    exact = float(torch.logsumexp(s, 0))
+    fig, axes = _figure(ncols=2, width=9.0, height=3.3)
+    axes[0].bar(range(S), s.numpy(), color=["C0" if (j // block) % 2 == 0 else "C9" for j in range(S)])
+    for b, m_b in enumerate(ms):
+        axes[0].hlines(m_b, b * block - 0.5, (b + 1) * block - 0.5, color="C3", lw=2)
+    axes[0].set_title("scores $s_j$ in blocks of 8; running max $m$ (red)")
+    axes[0].set_xlabel("key position $j$")
+    blocks = range(1, len(ms) + 1)
+    axes[1].plot(blocks, [m_b + math.log(l_b) for m_b, l_b in zip(ms, ls, strict=True)], "o-",
+                 label=r"running $m + \log \ell$")
+    axes[1].axhline(exact, color="k", ls=":", label=r"exact $\log\sum_j e^{s_j}$")
+    axes[1].set_xticks(list(blocks))
+    axes[1].set_xlabel("blocks seen")
+    axes[1].set_title("log-sum-exp after each block")
+    axes[1].legend()
+    return _save(fig, path)
+
+
+FIGURES: dict[str, dict[str, Callable[[Path], Path]]] = {
+    "01": {
+        "01_unrolled.png": rnn_unrolled,
+        "01_tanh_derivative.png": rnn_tanh_derivative,
+        "01_gradient_vs_lag.png": rnn_gradient_vs_lag,
+        "01_loss_cliff.png": rnn_loss_cliff,
+        "01_adding_problem.png": adding_problem_sample,
+    },
+    "02": {
+        "02_lstm_cell.png": lstm_cell_diagram,
+        "02_cell_vs_rnn_gradient.png": lstm_cell_vs_rnn_gradient,
+        "02_gates_adding.png": lstm_gates_on_adding,
+    },
+    "03": {
+        "03_softmax_saturation.png": softmax_saturation,
+        "03_attention_masks.png": attention_masks,
+        "03_attention_cost.png": attention_cost,
+        "03_online_softmax.png": online_softmax,
+    },
+}
+
+
+def make_figures(module: str, out_dir: Path) -> list[Path]:
+    """Draw the figures of deck ``module`` (e.g. ``"01"``) into ``out_dir``; return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    threads = torch.get_num_threads()
+    # These tensors are tiny: one thread is faster, and does not stall when the other cores are busy.
+    torch.set_num_threads(1)
+    try:
+        with matplotlib.rc_context(STYLE):
+            for name, draw in FIGURES.get(module, {}).items():
+                paths.append(draw(out_dir / name))
+    finally:
+        torch.set_num_threads(threads)
+    return paths

@@ -1,0 +1,448 @@
+"""Module 00 and 01 graders: references pass, other correct versions pass, plausible mistakes are caught."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import grade_outcome
+
+from course_lib.grading import EXERCISES, check
+from course_lib.grading.rnn import clip_reference
+from course_lib.rnn import reference as ref
+
+MODULE_00 = ["softplus"]
+MODULE_01 = ["rnn_cell", "rnn", "rnn_bptt", "clip_grad_norm"]
+PARAMS = {
+    "softplus": ["x"],
+    "rnn_cell": ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"],
+    "rnn": ["x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"],
+    "rnn_bptt": ["x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "grad_out", "nonlinearity"],
+    "clip_grad_norm": ["grads", "max_norm"],
+}
+
+
+def clip_grad_norm(grads, max_norm):
+    """The course's reference clipping (the grader's own)."""
+    return clip_reference(grads, max_norm)
+
+
+REFERENCES = {"softplus": F.softplus, "rnn_cell": ref.rnn_cell, "rnn": ref.rnn, "rnn_bptt": ref.rnn_bptt,
+              "clip_grad_norm": clip_grad_norm}
+
+
+def _passes(exercise_id, fn):
+    passed, _, text = grade_outcome(exercise_id, fn)
+    assert passed, text
+
+
+def _rejected_at(exercise_id, fn, stage):
+    passed, failing, text = grade_outcome(exercise_id, fn)
+    assert not passed, f"a wrong implementation passed:\n{text}"
+    assert failing == stage, f"expected a failure at {stage!r}, got {failing!r}:\n{text}"
+    return text
+
+
+def test_module_00_and_01_exercises_are_registered():
+    assert [e.id for e in EXERCISES.values() if e.module == "00"] == MODULE_00
+    assert [e.id for e in EXERCISES.values() if e.module == "01"] == MODULE_01
+
+
+@pytest.mark.parametrize("exercise_id", MODULE_00 + MODULE_01)
+def test_reference_passes(exercise_id):
+    _passes(exercise_id, REFERENCES[exercise_id])
+
+
+@pytest.mark.parametrize("exercise_id", MODULE_00 + MODULE_01)
+def test_unsolved_stub_is_not_attempted(exercise_id):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    stub.__signature__ = inspect.Signature(
+        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in PARAMS[exercise_id]])
+    result = check(exercise_id, stub, record=False)
+    assert result.not_attempted and not result.passed
+    assert "not attempted" in result.summary()
+
+
+# --------------------------------------------------------------------------------------------
+# softplus (module 00)
+# --------------------------------------------------------------------------------------------
+
+
+def softplus_stable(x):
+    """Correct: max(x, 0) + log(1 + exp(-|x|)), the textbook stable form."""
+    return torch.clamp(x, min=0) + torch.log1p(torch.exp(-x.abs()))
+
+
+def softplus_logaddexp(x):
+    """Correct: log(exp(0) + exp(x))."""
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("fn", [softplus_stable, softplus_logaddexp])
+def test_softplus_other_correct_versions_pass(fn):
+    _passes("softplus", fn)
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (lambda x: torch.log(1 + torch.exp(x)), "finite"),     # naive: exp(1000) overflows to inf
+    (lambda x: torch.log1p(torch.exp(x)), "finite"),       # log1p does not help the overflow
+    (torch.relu, "values"),                                # the limit for large |x| only
+    (torch.log1p, "finite"),                               # log(1 + x): NaN for x < -1
+    (lambda x: F.softplus(x.double()), "dtype"),           # float32 in, float64 out
+    (lambda x: torch.log(1 + torch.exp(x.clamp(max=80))), "values"),  # clamped instead of stable
+], ids=["naive", "log1p(exp)", "relu", "log1p(x)", "float64 out", "clamped input"])
+def test_softplus_mistakes_are_rejected(fn, stage):
+    _rejected_at("softplus", lambda x: fn(x), stage)
+
+
+def test_softplus_naive_feedback_names_the_overflow_input():
+    text = _rejected_at("softplus", lambda x: torch.log(1 + torch.exp(x)), "finite")
+    assert "x with entries from -1000 to 1000, float32" in text
+
+
+# --------------------------------------------------------------------------------------------
+# rnn_cell: one configurable cell, so that each mistake is one switch away from the right answer
+# --------------------------------------------------------------------------------------------
+
+RIGHT_CELL = dict(act="as_asked", act_where="outside", bias_ih_twice=False, drop_bias_hh=False,
+                  transpose_hh=False, out_dtype=None, detach_h=False, inplace=False, none_ok=True)
+
+
+def make_cell(**mistake):
+    opts = {**RIGHT_CELL, **mistake}
+
+    def rnn_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+        act = {"tanh": torch.tanh, "relu": torch.relu}[nonlinearity]
+        if opts["act"] == "none":
+            act = lambda a: a
+        elif opts["act"] == "always_tanh":
+            act = torch.tanh
+        if opts["detach_h"]:
+            h = h.detach()
+        w_hh = weight_hh.T if opts["transpose_hh"] else weight_hh
+        a_in = x @ weight_ih.T
+        if opts["act_where"] == "input_only":
+            a_in = act(a_in)
+        a = a_in + h @ w_hh.T
+        if opts["none_ok"]:
+            b_ih = bias_ih if bias_ih is not None else 0.0
+            b_hh = bias_hh if bias_hh is not None else 0.0
+        else:
+            b_ih, b_hh = bias_ih + 0, bias_hh + 0
+        a = a + b_ih + (b_ih if opts["bias_ih_twice"] else 0.0) + (0.0 if opts["drop_bias_hh"] else b_hh)
+        if opts["inplace"] and not h.requires_grad:
+            h.copy_(act(a))
+            return h.clone()
+        out = a if opts["act_where"] == "input_only" else act(a)
+        return out.to(opts["out_dtype"]) if opts["out_dtype"] is not None else out
+
+    return rnn_cell
+
+
+def rnn_cell_per_unit(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Correct, written with a loop over hidden units and einsum."""
+    units = []
+    for j in range(weight_hh.shape[0]):
+        a = torch.einsum("bi,i->b", x, weight_ih[j]) + torch.einsum("bk,k->b", h, weight_hh[j])
+        if bias_ih is not None:
+            a = a + bias_ih[j]
+        if bias_hh is not None:
+            a = a + bias_hh[j]
+        units.append(torch.tanh(a) if nonlinearity == "tanh" else torch.clamp(a, min=0))
+    return torch.stack(units, dim=1)
+
+
+def rnn_cell_torch_op(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Correct: torch's own fused cell functions."""
+    op = torch.rnn_tanh_cell if nonlinearity == "tanh" else torch.rnn_relu_cell
+    return op(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+def rnn_cell_linear(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Correct: F.linear with the concatenated input and state."""
+    w = torch.cat([weight_ih, weight_hh], dim=1)
+    b = sum(bias for bias in (bias_ih, bias_hh) if bias is not None)
+    a = F.linear(torch.cat([x, h], dim=1), w, b if isinstance(b, torch.Tensor) else None)
+    return torch.tanh(a) if nonlinearity == "tanh" else F.relu(a)
+
+
+@pytest.mark.parametrize("fn", [rnn_cell_per_unit, rnn_cell_torch_op, rnn_cell_linear, make_cell()],
+                         ids=["per unit", "torch op", "F.linear", "configurable"])
+def test_rnn_cell_other_correct_versions_pass(fn):
+    _passes("rnn_cell", fn)
+
+
+@pytest.mark.parametrize("mistake, stage", [
+    (dict(act="none"), "values"),                     # tanh missing
+    (dict(act_where="input_only"), "values"),         # tanh applied to x W_ih^T only (misplaced)
+    (dict(bias_ih_twice=True), "values"),             # bias added twice
+    (dict(drop_bias_hh=True), "values"),              # bias_hh forgotten
+    (dict(transpose_hh=True), "values"),              # W_hh transposed (square, so it runs)
+    (dict(act="always_tanh"), "values"),              # nonlinearity='relu' ignored
+    (dict(none_ok=False), "runs"),                    # biases=None not handled
+    (dict(out_dtype=torch.float64), "dtype"),         # float32 in, float64 out
+    (dict(detach_h=True), "gradients"),               # state detached: no gradient to h or W_hh
+    (dict(inplace=True), "runs"),                     # h overwritten in place
+], ids=["no tanh", "tanh misplaced", "bias twice", "no bias_hh", "W_hh transposed", "relu ignored",
+        "None biases", "float64 out", "detached h", "in-place h"])
+def test_rnn_cell_mistakes_are_rejected(mistake, stage):
+    _rejected_at("rnn_cell", make_cell(**mistake), stage)
+
+
+def test_rnn_cell_with_w_ih_transposed_fails_to_run_and_shows_the_line():
+    def rnn_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+        return torch.tanh(x @ weight_ih + h @ weight_hh.T)
+
+    text = _rejected_at("rnn_cell", rnn_cell, "runs")
+    assert "RuntimeError" in text and "x @ weight_ih + h @ weight_hh.T" in text
+
+
+# --------------------------------------------------------------------------------------------
+# rnn: a configurable loop over the reference cell
+# --------------------------------------------------------------------------------------------
+
+RIGHT_SEQ = dict(carry=True, h_n="last", out="all", time_major=False, detach_every=False, nonlinearity=None)
+
+
+def make_rnn(**mistake):
+    opts = {**RIGHT_SEQ, **mistake}
+
+    def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+        nl = opts["nonlinearity"] or nonlinearity
+        h, states = h0, []
+        for t in range(x.shape[1]):
+            h_in = h if opts["carry"] else h0
+            if opts["detach_every"]:
+                h_in = h_in.detach()
+            h = ref.rnn_cell(x[:, t], h_in, weight_ih, weight_hh, bias_ih, bias_hh, nl)
+            states.append(h)
+        if opts["out"] == "all":
+            out = torch.stack(states, dim=1)
+        elif opts["out"] == "without_last":
+            out = torch.stack(states[:-1], dim=1) if len(states) > 1 else x.new_zeros(x.shape[0], 0, h.shape[1])
+        else:  # "shifted": h0 .. h_{S-2}, the states *before* each step
+            out = torch.stack([h0] + states[:-1], dim=1)
+        h_n = {"last": states[-1], "first": states[0], "h0": h0}[opts["h_n"]]
+        return (out.transpose(0, 1) if opts["time_major"] else out), h_n
+
+    return rnn
+
+
+def rnn_via_torch(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Correct: torch.nn.RNN with the given weights, through torch.func.functional_call."""
+    H, I = weight_ih.shape
+    module = torch.nn.RNN(I, H, nonlinearity=nonlinearity, bias=bias_ih is not None, batch_first=True,
+                          dtype=x.dtype)
+    params = {"weight_ih_l0": weight_ih, "weight_hh_l0": weight_hh}
+    if bias_ih is not None:
+        params.update(bias_ih_l0=bias_ih, bias_hh_l0=bias_hh)
+    out, h_n = torch.func.functional_call(module, params, (x, h0.unsqueeze(0)))
+    return out, h_n[0]
+
+
+def rnn_precomputed_inputs(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Correct: the input projection for all steps at once, then a loop over the recurrence only."""
+    act = torch.tanh if nonlinearity == "tanh" else torch.relu
+    b = sum(bias for bias in (bias_ih, bias_hh) if bias is not None)
+    u = x @ weight_ih.T + b  # (B, S, H)
+    h, outs = h0, []
+    for t in range(x.shape[1]):
+        h = act(u[:, t] + h @ weight_hh.T)
+        outs.append(h)
+    return torch.stack(outs, dim=1), h
+
+
+@pytest.mark.parametrize("fn", [rnn_via_torch, rnn_precomputed_inputs, make_rnn()],
+                         ids=["nn.RNN", "precomputed inputs", "configurable"])
+def test_rnn_other_correct_versions_pass(fn):
+    _passes("rnn", fn)
+
+
+@pytest.mark.parametrize("mistake, stage", [
+    (dict(carry=False), "values"),                    # state not carried: h0 at every step
+    (dict(h_n="first"), "values"),                    # h_n from the first step
+    (dict(h_n="h0"), "values"),                       # h_n is the initial state
+    (dict(out="without_last"), "shapes"),             # output missing the last step
+    (dict(out="shifted"), "values"),                  # output holds the states before each step
+    (dict(time_major=True), "shapes"),                # (S, B, H) instead of batch first
+    (dict(nonlinearity="tanh"), "values"),            # relu ignored
+    (dict(detach_every=True), "gradients"),           # truncated to one step: no gradient through time
+], ids=["not carried", "h_n first", "h_n = h0", "out missing last", "out shifted", "time major",
+        "relu ignored", "detached each step"])
+def test_rnn_mistakes_are_rejected(mistake, stage):
+    _rejected_at("rnn", make_rnn(**mistake), stage)
+
+
+# --------------------------------------------------------------------------------------------
+# rnn_bptt: a configurable copy of the manual backward pass
+# --------------------------------------------------------------------------------------------
+
+RIGHT_BPTT = dict(stop_at=0, deriv_at="h_t", drop_h0=False, bias_last_only=False, dx_via_hh=False,
+                  grad_out_last_only=False, deriv="as_asked", autograd=False, out_dtype=None)
+
+
+def make_bptt(**mistake):
+    opts = {**RIGHT_BPTT, **mistake}
+
+    def rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
+        if opts["autograd"]:
+            leaves = [t.detach().clone().requires_grad_(True) for t in (x, h0, weight_ih, weight_hh,
+                                                                        bias_ih, bias_hh)]
+            out, _ = ref.rnn(*leaves, nonlinearity=nonlinearity)
+            grads = torch.autograd.grad((out * grad_out).sum(), leaves)
+            return dict(zip(("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"), grads, strict=True))
+        out, _ = ref.rnn(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
+        S = x.shape[1]
+        states = [h0] + [out[:, t] for t in range(S)]  # states[t + 1] = h_t
+        d_w_ih, d_w_hh = torch.zeros_like(weight_ih), torch.zeros_like(weight_hh)
+        d_b = torch.zeros_like(bias_ih)
+        d_x = []
+        dh = torch.zeros_like(h0)
+        for t in reversed(range(opts["stop_at"], S)):
+            if not opts["grad_out_last_only"] or t == S - 1:
+                dh = dh + grad_out[:, t]
+            at = states[t + 1] if opts["deriv_at"] == "h_t" else states[t]
+            if nonlinearity == "relu" and opts["deriv"] == "as_asked":
+                da = dh * (at > 0).to(x.dtype)
+            else:
+                da = dh * (1 - at**2)
+            d_w_ih = d_w_ih + da.T @ x[:, t]
+            d_w_hh = d_w_hh + da.T @ states[t]
+            if not opts["bias_last_only"] or t == S - 1:
+                d_b = d_b + da.sum(0)
+            d_x.insert(0, da @ (weight_hh if opts["dx_via_hh"] else weight_ih))
+            dh = da @ weight_hh
+        d_x = [torch.zeros_like(d_x[0])] * opts["stop_at"] + d_x
+        grads = {"x": torch.stack(d_x, dim=1), "h0": torch.zeros_like(h0) if opts["drop_h0"] else dh,
+                 "weight_ih": d_w_ih, "weight_hh": d_w_hh, "bias_ih": d_b, "bias_hh": d_b.clone()}
+        if opts["out_dtype"] is not None:
+            grads = {k: v.to(opts["out_dtype"]) for k, v in grads.items()}
+        return grads
+
+    return rnn_bptt
+
+
+def rnn_bptt_batched_weights(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
+    """Correct: collect every da_t first, then all weight gradients with one einsum each."""
+    act = torch.tanh if nonlinearity == "tanh" else torch.relu
+    S = x.shape[1]
+    h, hs = h0, [h0]
+    for t in range(S):
+        h = act(x[:, t] @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
+        hs.append(h)
+    H_all = torch.stack(hs, dim=1)  # (B, S + 1, H): h_{-1} = h0, h_0 ... h_{S-1}
+    deriv = 1 - H_all[:, 1:] ** 2 if nonlinearity == "tanh" else (H_all[:, 1:] > 0).to(x.dtype)
+    da = torch.empty_like(grad_out)
+    carry = torch.zeros_like(h0)
+    for t in range(S - 1, -1, -1):
+        da[:, t] = (grad_out[:, t] + carry) * deriv[:, t]
+        carry = da[:, t] @ weight_hh
+    d_b = da.sum(dim=(0, 1))
+    return {"x": da @ weight_ih, "h0": carry,
+            "weight_ih": torch.einsum("bsh,bsi->hi", da, x),
+            "weight_hh": torch.einsum("bsh,bsk->hk", da, H_all[:, :-1]),
+            "bias_ih": d_b, "bias_hh": d_b}
+
+
+@pytest.mark.parametrize("fn", [rnn_bptt_batched_weights, make_bptt()], ids=["batched weights", "configurable"])
+def test_rnn_bptt_other_correct_versions_pass(fn):
+    _passes("rnn_bptt", fn)
+
+
+@pytest.mark.parametrize("mistake, stage", [
+    (dict(stop_at=1), "values"),                      # truncated one step short: step 0 never visited
+    (dict(deriv_at="h_prev"), "values"),              # tanh' taken at h_{t-1}: 1 - h_{t-1}^2
+    (dict(drop_h0=True), "values"),                   # h0 gradient dropped
+    (dict(bias_last_only=True), "values"),            # bias gradient only from the last step
+    (dict(dx_via_hh=True), "shapes"),                 # x gradient through W_hh: (B, S, H), not (B, S, I)
+    (dict(grad_out_last_only=True), "values"),        # loss gradient only at the last step
+    (dict(deriv="tanh"), "values"),                   # relu derivative ignored
+    (dict(out_dtype=torch.float64), "dtype"),         # float32 in, float64 out
+    (dict(autograd=True), "runs"),                    # autograd is not available (inference_mode)
+], ids=["one step short", "tanh' at h_{t-1}", "no h0 grad", "bias last step", "dx via W_hh",
+        "grad_out last only", "relu ignored", "float64 out", "uses autograd"])
+def test_rnn_bptt_mistakes_are_rejected(mistake, stage):
+    _rejected_at("rnn_bptt", make_bptt(**mistake), stage)
+
+
+def test_rnn_bptt_missing_key_fails_at_types():
+    def rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
+        grads = ref.rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity)
+        del grads["h0"]
+        return grads
+
+    text = _rejected_at("rnn_bptt", rnn_bptt, "types")
+    assert "missing keys: h0" in text
+
+
+# --------------------------------------------------------------------------------------------
+# clip_grad_norm
+# --------------------------------------------------------------------------------------------
+
+
+def clip_with_torch(grads, max_norm):
+    """Correct: torch's own clipping, which scales the ``.grad`` of parameters (here: of stand-ins)."""
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return [p.grad for p in params]
+
+
+def clip_with_flat_vector(grads, max_norm):
+    """Correct: one flat vector, vector_norm, and a clamp."""
+    total = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    return [g * factor for g in grads]
+
+
+@pytest.mark.parametrize("fn", [clip_with_torch, clip_with_flat_vector], ids=["torch", "flat vector"])
+def test_clip_grad_norm_other_correct_versions_pass(fn):
+    _passes("clip_grad_norm", fn)
+
+
+def clip_per_tensor(grads, max_norm):
+    return [g * min(1.0, max_norm / (float(g.norm()) + 1e-6)) for g in grads]
+
+
+def clip_always(grads, max_norm):
+    total = torch.sqrt(sum((g**2).sum() for g in grads))
+    return [g * (max_norm / (total + 1e-6)) for g in grads]
+
+
+def clip_without_sqrt(grads, max_norm):
+    total = sum((g**2).sum() for g in grads)
+    return [g * min(1.0, max_norm / (float(total) + 1e-6)) for g in grads]
+
+
+def clip_by_value(grads, max_norm):
+    return [g.clamp(-max_norm, max_norm) for g in grads]
+
+
+def clip_in_place(grads, max_norm):
+    total = torch.sqrt(sum((g**2).sum() for g in grads))
+    factor = min(1.0, max_norm / (float(total) + 1e-6))
+    for g in grads:
+        g.mul_(factor)
+    return grads
+
+
+def clip_concatenated(grads, max_norm):
+    flat = torch.cat([g.flatten() for g in grads])
+    return flat * min(1.0, max_norm / (float(flat.norm()) + 1e-6))
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (clip_per_tensor, "values"),                      # each tensor clipped on its own
+    (clip_always, "values"),                          # always scaled to max_norm, also when smaller
+    (clip_without_sqrt, "values"),                    # squared norm used as the norm
+    (clip_by_value, "values"),                        # clipping by value, not by norm
+    (clip_in_place, "runs"),                          # the learner's gradients changed in place
+    (clip_concatenated, "types"),                     # one flat tensor instead of a list
+], ids=["per tensor", "always scale", "no sqrt", "by value", "in place", "flat tensor"])
+def test_clip_grad_norm_mistakes_are_rejected(fn, stage):
+    _rejected_at("clip_grad_norm", fn, stage)
