@@ -1,0 +1,39 @@
+"""Module 03: scaled dot-product attention, its blocked (online-softmax) form, and attention layers.
+
+``reference`` holds the readable PyTorch code; ``layers`` multi-head attention and a tiny
+transformer; ``plots`` the lecture's figures and the interactive weight view.
+"""
+
+from course_lib.attention.layers import (
+    LSTMTokenModel,
+    MultiHeadAttention,
+    TinyTransformer,
+    TransformerBlock,
+    count_parameters,
+)
+from course_lib.attention.reference import (
+    attention_weights_bytes,
+    causal_mask,
+    merge_heads,
+    online_softmax_attention,
+    scale_sweep,
+    scaled_dot_product_attention,
+    softmax_stats,
+    split_heads,
+)
+
+__all__ = [
+    "LSTMTokenModel",
+    "MultiHeadAttention",
+    "TinyTransformer",
+    "TransformerBlock",
+    "attention_weights_bytes",
+    "causal_mask",
+    "count_parameters",
+    "merge_heads",
+    "online_softmax_attention",
+    "scale_sweep",
+    "scaled_dot_product_attention",
+    "softmax_stats",
+    "split_heads",
+]

@@ -1,0 +1,30 @@
+"""Module 02: the LSTM cell gate by gate, the sequence, and the constant error carousel.
+
+``reference`` holds the readable PyTorch code and the measurements the lecture makes (gate
+activations over a sequence, gradient norms through the cell state); ``widgets`` the lecture's
+figures and the interactive gate explorer.
+"""
+
+from course_lib.lstm.reference import (
+    cec_gradient,
+    forget_half_life,
+    init_forget_bias,
+    layer_weights,
+    lstm,
+    lstm_cell,
+    lstm_gate_activations,
+    lstm_gates,
+    state_gradient_norms,
+)
+
+__all__ = [
+    "cec_gradient",
+    "forget_half_life",
+    "init_forget_bias",
+    "layer_weights",
+    "lstm",
+    "lstm_cell",
+    "lstm_gate_activations",
+    "lstm_gates",
+    "state_gradient_norms",
+]

@@ -1,0 +1,327 @@
+"""Module 03 graders: the references pass, other correct versions pass, plausible mistakes are caught."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import grade_outcome
+
+from course_lib.attention import reference as ref
+from course_lib.grading import EXERCISES, check
+
+MODULE_03 = ["causal_mask", "scaled_dot_product_attention", "split_heads", "merge_heads", "online_softmax_attention"]
+
+
+def test_module_03_exercises_are_registered():
+    assert [e for e in MODULE_03 if e in EXERCISES and EXERCISES[e].module == "03"] == MODULE_03
+
+
+@pytest.mark.parametrize("exercise_id, fn", [
+    ("causal_mask", ref.causal_mask),
+    ("scaled_dot_product_attention", ref.scaled_dot_product_attention),
+    ("split_heads", ref.split_heads),
+    ("merge_heads", ref.merge_heads),
+    ("online_softmax_attention", ref.online_softmax_attention),
+])
+def test_reference_passes(exercise_id, fn):
+    passed, stage, text = grade_outcome(exercise_id, fn)
+    assert passed, text
+
+
+@pytest.mark.parametrize("exercise_id", MODULE_03)
+def test_unsolved_stub_is_not_attempted(exercise_id):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    import inspect
+
+    # Give the stub the exercise's parameter names so it gets past the signature check.
+    params = {"causal_mask": ["Sq", "Sk"], "split_heads": ["x", "num_heads"], "merge_heads": ["x"],
+              "scaled_dot_product_attention": ["q", "k", "v", "attn_mask", "is_causal", "scale"],
+              "online_softmax_attention": ["q", "k", "v", "block_size", "is_causal", "scale"]}[exercise_id]
+    stub.__signature__ = inspect.Signature(
+        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params])
+    result = check(exercise_id, stub, record=False)
+    assert result.not_attempted and not result.passed
+    assert "not attempted" in result.summary()
+
+
+def _outcome(exercise_id, fn, stage):
+    passed, failing, text = grade_outcome(exercise_id, fn)
+    assert not passed, f"a wrong implementation passed:\n{text}"
+    assert failing == stage, f"expected a failure at {stage!r}, got {failing!r}:\n{text}"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# causal_mask
+# --------------------------------------------------------------------------------------------
+
+
+def causal_mask_by_comparison(Sq, Sk):
+    return torch.arange(Sk)[None, :] <= torch.arange(Sq)[:, None]
+
+
+def causal_mask_looped(Sq, Sk):
+    m = torch.zeros(Sq, Sk, dtype=torch.bool)
+    for i in range(Sq):
+        for j in range(min(i + 1, Sk)):
+            m[i, j] = True
+    return m
+
+
+@pytest.mark.parametrize("fn", [causal_mask_by_comparison, causal_mask_looped])
+def test_causal_mask_other_correct_versions_pass(fn):
+    passed, _, text = grade_outcome("causal_mask", fn)
+    assert passed, text
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).triu(), "values"),  # the future instead of the past
+    (lambda Sq, Sk: ~torch.ones(Sq, Sk, dtype=torch.bool).tril(), "values"),  # inverted meaning
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril(-1), "values"),  # off by one: no diagonal
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril(1), "values"),  # off by one: sees the next key
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril(Sk - Sq), "values"),  # bottom-right aligned
+    (lambda Sq, Sk: torch.ones(Sq, Sk).tril(), "dtype"),  # a 0/1 float mask would be *added* to the scores
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril().tolist(), "types"),
+], ids=["triu", "inverted", "tril-1", "tril+1", "bottom-right", "float", "list"])
+def test_causal_mask_wrong_versions_rejected(fn, stage):
+    _outcome("causal_mask", fn, stage)
+
+
+# --------------------------------------------------------------------------------------------
+# scaled_dot_product_attention
+# --------------------------------------------------------------------------------------------
+
+
+def sdpa_looped(q, k, v, attn_mask=None, is_causal=False, scale=None):
+    """A differently written correct version: einsum, an explicit bias tensor, torch.where."""
+    Sq, D = q.shape[-2:]
+    Sk = k.shape[-2]
+    scale = D**-0.5 if scale is None else scale
+    scores = torch.einsum("...id,...jd->...ij", q, k) * scale
+    bias = torch.zeros(Sq, Sk, dtype=q.dtype)
+    if is_causal:
+        bias = bias.masked_fill(torch.ones(Sq, Sk, dtype=torch.bool).triu(1), -math.inf)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            bias = torch.where(attn_mask, bias, torch.tensor(-math.inf, dtype=q.dtype))
+        else:
+            bias = bias + attn_mask.type(q.dtype)
+    scores = scores + bias
+    e = torch.exp(scores - scores.amax(-1, keepdim=True))
+    w = e / e.sum(-1, keepdim=True)
+    return torch.einsum("...ij,...jd->...id", w, v), w
+
+
+def _sdpa_wrong(variant):
+    def fn(q, k, v, attn_mask=None, is_causal=False, scale=None):
+        Sq, D = q.shape[-2:]
+        Sk = k.shape[-2]
+        scale = 1 / math.sqrt(D) if scale is None else scale
+        if variant == "no_scale":
+            scale = 1.0
+        if variant == "ignores_custom_scale":
+            scale = 1 / math.sqrt(D)
+        s = q @ k.transpose(-2, -1) * scale
+        causal = torch.ones(Sq, Sk, dtype=torch.bool).tril()
+        if variant == "causal_off_by_one_no_diagonal":
+            causal = torch.ones(Sq, Sk, dtype=torch.bool).tril(-1)
+        if variant == "causal_off_by_one_next_key":
+            causal = torch.ones(Sq, Sk, dtype=torch.bool).tril(1)
+        if variant == "causal_bottom_right":
+            causal = torch.ones(Sq, Sk, dtype=torch.bool).tril(Sk - Sq)
+        if is_causal:
+            s = s.masked_fill(~causal, -math.inf)
+        mask_after = None
+        if attn_mask is not None:
+            if attn_mask.dtype == torch.bool:
+                if variant == "mask_inverted":
+                    s = s.masked_fill(attn_mask, -math.inf)
+                elif variant == "mask_after_softmax":
+                    mask_after = attn_mask
+                else:
+                    s = s.masked_fill(~attn_mask, -math.inf)
+            elif variant == "float_mask_multiplied":
+                s = s * attn_mask.to(q.dtype)
+            elif variant == "float_mask_not_cast":
+                s = s + attn_mask
+            else:
+                s = s + attn_mask.to(q.dtype)
+        w = torch.softmax(s, dim=-2 if variant == "softmax_wrong_axis" else -1)
+        if mask_after is not None:
+            w = w * mask_after
+        if variant == "weights_detached":
+            w = w.detach()
+        out = w @ v
+        if variant == "returns_out_only":
+            return out
+        if variant == "weights_transposed":
+            return out, w.transpose(-2, -1)
+        if variant == "weights_averaged_over_heads":  # nn.MultiheadAttention's default
+            return out, w.mean(dim=1)
+        if variant == "scales_q_in_place":
+            q.mul_(2.0)
+        return out, w
+
+    return fn
+
+
+@pytest.mark.parametrize("fn", [sdpa_looped, lambda q, k, v, attn_mask=None, is_causal=False, scale=None:
+                                ref.scaled_dot_product_attention(q, k, v, attn_mask, is_causal, scale)])
+def test_sdpa_other_correct_versions_pass(fn):
+    passed, _, text = grade_outcome("scaled_dot_product_attention", fn)
+    assert passed, text
+
+
+@pytest.mark.parametrize("variant, stage", [
+    ("no_scale", "values"),
+    ("softmax_wrong_axis", "values"),
+    ("mask_after_softmax", "values"),
+    ("mask_inverted", "values"),
+    ("causal_off_by_one_no_diagonal", "finite"),  # query 0 sees no key at all: NaN
+    ("causal_off_by_one_next_key", "values"),
+    ("causal_bottom_right", "values"),
+    ("ignores_custom_scale", "values"),
+    ("float_mask_multiplied", "finite"),  # -inf times a negative score is +inf
+    ("float_mask_not_cast", "runs"),  # float64 weights @ float32 v raises
+    ("weights_detached", "gradients"),
+    ("returns_out_only", "types"),
+    ("weights_transposed", "values"),
+    ("weights_averaged_over_heads", "shapes"),
+    ("scales_q_in_place", "runs"),
+])
+def test_sdpa_wrong_versions_rejected(variant, stage):
+    _outcome("scaled_dot_product_attention", _sdpa_wrong(variant), stage)
+
+
+def test_sdpa_feedback_names_the_case_and_hides_expected_values():
+    text = _outcome("scaled_dot_product_attention", _sdpa_wrong("no_scale"), "values")
+    assert "max abs error" in text and "worst at index" in text and "q: (2, 3, 5, 8)" in text
+
+
+# --------------------------------------------------------------------------------------------
+# split_heads / merge_heads
+# --------------------------------------------------------------------------------------------
+
+
+def split_heads_looped(x, num_heads):
+    DH = x.shape[-1] // num_heads
+    return torch.stack([x[..., h * DH:(h + 1) * DH] for h in range(num_heads)], dim=1)
+
+
+def merge_heads_cat(x):
+    return torch.cat(x.unbind(dim=1), dim=-1)
+
+
+def test_split_and_merge_other_correct_versions_pass():
+    for exercise_id, fn in [("split_heads", split_heads_looped), ("merge_heads", merge_heads_cat),
+                            ("split_heads", lambda x, num_heads: x.unflatten(-1, (num_heads, -1)).permute(0, 2, 1, 3)),
+                            ("merge_heads", lambda x: x.permute(0, 2, 1, 3).flatten(2))]:
+        passed, _, text = grade_outcome(exercise_id, fn)
+        assert passed, text
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (lambda x, num_heads: x.reshape(x.shape[0], num_heads, x.shape[1], -1), "values"),  # no transpose
+    (lambda x, num_heads: x.reshape(*x.shape[:2], -1, num_heads).permute(0, 3, 1, 2), "values"),  # interleaved
+    (lambda x, num_heads: x.reshape(*x.shape[:2], num_heads, -1), "shapes"),  # (B, S, NH, DH)
+    (lambda x, num_heads: ref.split_heads(x, num_heads).float(), "dtype"),
+    (lambda x, num_heads: ref.split_heads(x, num_heads).detach(), "gradients"),
+], ids=["no-transpose", "interleaved", "not-transposed-shape", "float32", "detached"])
+def test_split_heads_wrong_versions_rejected(fn, stage):
+    _outcome("split_heads", fn, stage)
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (lambda x: x.reshape(x.shape[0], x.shape[2], -1), "values"),  # heads merged without the transpose
+    (lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1), "values"),  # features interleaved
+    (lambda x: x.transpose(1, 2).flip(2).reshape(x.shape[0], x.shape[2], -1), "values"),  # heads reversed
+    (lambda x: x.sum(dim=1), "shapes"),  # heads summed instead of concatenated
+    (lambda x: ref.merge_heads(x).float(), "dtype"),
+    (lambda x: ref.merge_heads(x.detach()), "gradients"),
+], ids=["no-transpose", "interleaved", "reversed", "summed", "float32", "detached"])
+def test_merge_heads_wrong_versions_rejected(fn, stage):
+    _outcome("merge_heads", fn, stage)
+
+
+# --------------------------------------------------------------------------------------------
+# online_softmax_attention
+# --------------------------------------------------------------------------------------------
+
+
+def online_lazy_normalised(q, k, v, block_size, is_causal=False, scale=None):
+    """A differently written correct version: keeps the output normalised after every block."""
+    Sq, D = q.shape[-2:]
+    Sk = k.shape[-2]
+    scale = D**-0.5 if scale is None else scale
+    m = torch.full(q.shape[:-1], -math.inf, dtype=q.dtype)
+    lse = torch.full(q.shape[:-1], -math.inf, dtype=q.dtype)
+    o = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype)
+    for j0 in range(0, Sk, block_size):
+        j1 = min(j0 + block_size, Sk)
+        s = torch.einsum("...id,...jd->...ij", q, k[..., j0:j1, :]) * scale
+        if is_causal:
+            s = torch.where(torch.arange(j0, j1)[None, :] <= torch.arange(Sq)[:, None], s, -math.inf)
+        m = torch.maximum(m, s.amax(-1))
+        blk_lse = m + torch.log(torch.exp(s - m[..., None]).sum(-1))
+        new_lse = torch.logaddexp(lse, blk_lse)
+        o = (o * torch.exp(lse - new_lse)[..., None]
+             + torch.exp(s - new_lse[..., None]) @ v[..., j0:j1, :])
+        lse = new_lse
+    return o, lse
+
+
+def _online_wrong(variant):
+    def fn(q, k, v, block_size, is_causal=False, scale=None):
+        Sq, D = q.shape[-2:]
+        Sk = k.shape[-2]
+        scale = 1 / math.sqrt(D) if scale is None else scale
+        m = torch.full((*q.shape[:-1], 1), -math.inf, dtype=q.dtype)
+        if variant == "no_running_max":
+            m = torch.zeros((*q.shape[:-1], 1), dtype=q.dtype)
+        l = torch.zeros((*q.shape[:-1], 1), dtype=q.dtype)
+        acc = torch.zeros((*q.shape[:-1], v.shape[-1]), dtype=q.dtype)
+        stop = Sk - block_size + 1 if variant == "drops_ragged_last_block" else Sk
+        for j0 in range(0, max(stop, 1), block_size):
+            kb, vb = k[..., j0:j0 + block_size, :], v[..., j0:j0 + block_size, :]
+            s = q @ kb.transpose(-2, -1) * scale
+            if is_causal:
+                cols = torch.arange(kb.shape[-2]) + (0 if variant == "causal_block_local_index" else j0)
+                s = s.masked_fill(cols[None, :] > torch.arange(Sq)[:, None], -math.inf)
+            m_new = m if variant == "no_running_max" else torch.maximum(m, s.amax(-1, keepdim=True))
+            alpha = torch.exp(m - m_new)
+            p = torch.exp(s - m_new)
+            if variant == "sum_not_rescaled":
+                l = l + p.sum(-1, keepdim=True)
+            else:
+                l = alpha * l + p.sum(-1, keepdim=True)
+            if variant == "acc_not_rescaled":
+                acc = acc + p @ vb
+            else:
+                acc = alpha * acc + p @ vb
+            m = m_new
+        lse = m + (l if variant == "lse_without_log" else torch.log(l))
+        return acc / l, lse.squeeze(-1)
+
+    return fn
+
+
+def test_online_softmax_other_correct_version_passes():
+    passed, _, text = grade_outcome("online_softmax_attention", online_lazy_normalised)
+    assert passed, text
+
+
+@pytest.mark.parametrize("variant, stage", [
+    ("sum_not_rescaled", "values"),
+    ("acc_not_rescaled", "values"),
+    ("lse_without_log", "values"),
+    ("drops_ragged_last_block", "values"),
+    ("causal_block_local_index", "values"),
+    ("no_running_max", "finite"),  # exp of scores above 88 overflows in float32
+])
+def test_online_softmax_wrong_versions_rejected(variant, stage):
+    _outcome("online_softmax_attention", _online_wrong(variant), stage)
+

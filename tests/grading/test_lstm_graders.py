@@ -1,0 +1,381 @@
+"""Module 02 graders: the references pass, other correct versions pass, plausible mistakes are caught."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import grade_outcome
+from torch import nn
+
+from course_lib.grading import EXERCISES, check
+from course_lib.lstm import reference as ref
+
+MODULE_02 = ["lstm_cell", "lstm", "cec_gradient", "forget_half_life", "init_forget_bias"]
+PARAMS = {
+    "lstm_cell": ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
+    "lstm": ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
+    "cec_gradient": ["f_pre"],
+    "forget_half_life": ["forget_bias"],
+    "init_forget_bias": ["lstm_module", "value"],
+}
+
+
+def test_module_02_exercises_are_registered():
+    assert [e.id for e in EXERCISES.values() if e.module == "02"] == MODULE_02
+
+
+@pytest.mark.parametrize("exercise_id", MODULE_02)
+def test_reference_passes(exercise_id):
+    passed, _, text = grade_outcome(exercise_id, getattr(ref, exercise_id))
+    assert passed, text
+
+
+@pytest.mark.parametrize("exercise_id", MODULE_02)
+def test_unsolved_stub_is_not_attempted(exercise_id):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    stub.__signature__ = inspect.Signature(
+        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in PARAMS[exercise_id]])
+    result = check(exercise_id, stub, record=False)
+    assert result.not_attempted and not result.passed
+    assert "not attempted" in result.summary()
+
+
+def _rejected_at(exercise_id, fn, stage):
+    passed, failing, text = grade_outcome(exercise_id, fn)
+    assert not passed, f"a wrong implementation passed:\n{text}"
+    assert failing == stage, f"expected a failure at {stage!r}, got {failing!r}:\n{text}"
+
+
+def _passes(exercise_id, fn):
+    passed, _, text = grade_outcome(exercise_id, fn)
+    assert passed, text
+
+
+# --------------------------------------------------------------------------------------------
+# lstm_cell: a configurable cell, so that each mistake is one switch away from the right answer
+# --------------------------------------------------------------------------------------------
+
+RIGHT = dict(order="ifgo", g_act=torch.tanh, tanh_c=True, forget=True, swap_out=False, bias_hh=True,
+             out_dtype=None, detach_state=False, inplace=False)
+
+
+def make_cell(**mistake):
+    opts = {**RIGHT, **mistake}
+
+    def lstm_cell(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+        H = weight_hh.shape[1]
+        h, c = state if state is not None else (x.new_zeros(x.shape[0], H), x.new_zeros(x.shape[0], H))
+        if opts["detach_state"]:
+            h, c = h.detach(), c.detach()
+        a = x @ weight_ih.T + h @ weight_hh.T
+        if bias_ih is not None:
+            a = a + bias_ih
+        if bias_hh is not None and opts["bias_hh"]:
+            a = a + bias_hh
+        pre = dict(zip(opts["order"], a.chunk(4, dim=-1), strict=True))
+        i, f, o = torch.sigmoid(pre["i"]), torch.sigmoid(pre["f"]), torch.sigmoid(pre["o"])
+        g = opts["g_act"](pre["g"])
+        if opts["inplace"]:
+            c_new = c.mul_(f).add_(i * g)
+        else:
+            c_new = f * c + i * g if opts["forget"] else i * g
+        h_new = o * (torch.tanh(c_new) if opts["tanh_c"] else c_new)
+        if opts["out_dtype"] is not None:
+            h_new, c_new = h_new.to(opts["out_dtype"]), c_new.to(opts["out_dtype"])
+        return (c_new, h_new) if opts["swap_out"] else (h_new, c_new)
+
+    return lstm_cell
+
+
+def lstm_cell_per_gate(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Correct, written with one matrix product per gate."""
+    H = weight_hh.shape[1]
+    if state is None:
+        state = (torch.zeros(x.shape[0], H, dtype=x.dtype), torch.zeros(x.shape[0], H, dtype=x.dtype))
+    h, c = state
+    b = torch.zeros(4 * H, dtype=x.dtype)
+    if bias_ih is not None:
+        b = b + bias_ih
+    if bias_hh is not None:
+        b = b + bias_hh
+    gate = [x @ weight_ih[k * H:(k + 1) * H].T + h @ weight_hh[k * H:(k + 1) * H].T + b[k * H:(k + 1) * H]
+            for k in range(4)]
+    c_new = torch.sigmoid(gate[1]) * c + torch.sigmoid(gate[0]) * torch.tanh(gate[2])
+    return torch.sigmoid(gate[3]) * torch.tanh(c_new), c_new
+
+
+def lstm_cell_torch_op(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Correct: torch's own fused cell."""
+    if state is None:
+        zeros = x.new_zeros(x.shape[0], weight_hh.shape[1])
+        state = (zeros, zeros)
+    return torch.lstm_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+@pytest.mark.parametrize("fn", [lstm_cell_per_gate, lstm_cell_torch_op, make_cell()])
+def test_lstm_cell_other_correct_versions_pass(fn):
+    _passes("lstm_cell", fn)
+
+
+@pytest.mark.parametrize("mistake, stage", [
+    (dict(order="figo"), "values"),                       # input and forget gate swapped
+    (dict(order="ifog"), "values"),                       # cell candidate and output gate swapped
+    (dict(g_act=torch.sigmoid), "values"),                # sigmoid on the candidate g
+    (dict(tanh_c=False), "values"),                       # h_t = o_t * c_t
+    (dict(forget=False), "values"),                       # c_t = i_t * g_t: the forget gate ignored
+    (dict(swap_out=True), "values"),                      # returns (c, h)
+    (dict(bias_hh=False), "values"),                      # bias_hh dropped
+    (dict(out_dtype=torch.float64), "dtype"),             # float32 in, float64 out
+    (dict(detach_state=True), "gradients"),               # no gradient to the initial state
+    (dict(inplace=True), "runs"),                         # c updated in place: the learner's state changes
+], ids=["i/f swapped", "g/o swapped", "sigmoid g", "no tanh(c)", "no forget gate", "returns (c, h)",
+        "no bias_hh", "float64 out", "detached state", "in-place c"])
+def test_lstm_cell_mistakes_are_rejected(mistake, stage):
+    _rejected_at("lstm_cell", make_cell(**mistake), stage)
+
+
+def test_lstm_cell_without_state_none_is_rejected_at_runs():
+    def no_none(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+        h, c = state
+        return make_cell()(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)
+
+    _rejected_at("lstm_cell", no_none, "runs")
+
+
+def test_lstm_cell_returning_only_h_is_rejected_at_types():
+    def only_h(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+        return make_cell()(x, state, weight_ih, weight_hh, bias_ih, bias_hh)[0]
+
+    _rejected_at("lstm_cell", only_h, "types")
+
+
+# --------------------------------------------------------------------------------------------
+# lstm
+# --------------------------------------------------------------------------------------------
+
+def make_lstm(cell=None, carry=True, out_is_c=False, time_major=False, swap_state=False, ignore_state=False):
+    cell = cell or make_cell()
+
+    def lstm(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+        B, S, _ = x.shape
+        H = weight_hh.shape[1]
+        zeros = (x.new_zeros(B, H), x.new_zeros(B, H))
+        start = zeros if state is None or ignore_state else state
+        h, c = start
+        outs = []
+        for t in range(S):
+            h, c = cell(x[:, t], (h, c) if carry else start, weight_ih, weight_hh, bias_ih, bias_hh)
+            outs.append(c if out_is_c else h)
+        out = torch.stack(outs, dim=0 if time_major else 1)
+        return out, ((c, h) if swap_state else (h, c))
+
+    return lstm
+
+
+def lstm_projected_once(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Correct: the input projection for all steps at once, then the recurrence."""
+    B, S, _ = x.shape
+    H = weight_hh.shape[1]
+    h, c = state if state is not None else (x.new_zeros(B, H), x.new_zeros(B, H))
+    xw = x @ weight_ih.T  # (B, S, 4H)
+    for b in (bias_ih, bias_hh):
+        if b is not None:
+            xw = xw + b
+    outs = []
+    for t in range(S):
+        i, f, g, o = (xw[:, t] + h @ weight_hh.T).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs, 1), (h, c)
+
+
+def lstm_with_torch_cell(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Correct: torch's fused cell in a loop."""
+    return make_lstm(cell=lstm_cell_torch_op)(x, state, weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+@pytest.mark.parametrize("fn", [ref.lstm, lstm_projected_once, lstm_with_torch_cell, make_lstm()])
+def test_lstm_other_correct_versions_pass(fn):
+    _passes("lstm", fn)
+
+
+@pytest.mark.parametrize("kwargs, stage", [
+    (dict(carry=False), "values"),                        # state not carried between steps
+    (dict(cell=make_cell(order="figo")), "values"),       # i/f swapped
+    (dict(cell=make_cell(order="ifog")), "values"),       # g/o swapped
+    (dict(cell=make_cell(g_act=torch.sigmoid)), "values"),
+    (dict(cell=make_cell(tanh_c=False)), "values"),
+    (dict(cell=make_cell(forget=False)), "values"),
+    (dict(out_is_c=True), "values"),                      # out collects c_t instead of h_t
+    (dict(swap_state=True), "values"),                    # returns (c_n, h_n)
+    (dict(time_major=True), "shapes"),                    # out stacked as (S, B, H)
+    (dict(ignore_state=True), "values"),                  # starts from zeros whatever state is given
+    (dict(cell=make_cell(detach_state=True)), "gradients"),
+], ids=["state not carried", "i/f swapped", "g/o swapped", "sigmoid g", "no tanh(c)", "no forget gate",
+        "out is c", "returns (c_n, h_n)", "time-major out", "state ignored", "detached state"])
+def test_lstm_mistakes_are_rejected(kwargs, stage):
+    _rejected_at("lstm", make_lstm(**kwargs), stage)
+
+
+def test_lstm_returning_flat_triple_is_rejected_at_types():
+    def flat(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+        out, (h, c) = ref.lstm(x, state, weight_ih, weight_hh, bias_ih, bias_hh)
+        return out, h, c
+
+    _rejected_at("lstm", flat, "types")
+
+
+# --------------------------------------------------------------------------------------------
+# cec_gradient
+# --------------------------------------------------------------------------------------------
+
+def cec_via_logs(f_pre):
+    """Correct: the sum of log-sigmoids, exponentiated."""
+    return torch.exp(F.logsigmoid(f_pre).sum(dim=1))
+
+
+def cec_looped(f_pre):
+    """Correct: a loop over time."""
+    out = torch.ones_like(f_pre[:, 0])
+    for t in range(f_pre.shape[1]):
+        out = out * torch.sigmoid(f_pre[:, t])
+    return out
+
+
+@pytest.mark.parametrize("fn", [cec_via_logs, cec_looped])
+def test_cec_gradient_other_correct_versions_pass(fn):
+    _passes("cec_gradient", fn)
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (lambda f_pre: f_pre.prod(dim=1), "values"),                              # pre-activations, no sigmoid
+    (lambda f_pre: torch.sigmoid(f_pre).sum(dim=1), "values"),                # sum instead of product
+    (lambda f_pre: (1 - torch.sigmoid(f_pre)).prod(dim=1), "values"),         # 1 - f
+    (lambda f_pre: torch.sigmoid(f_pre.sum(dim=1)), "values"),                # sigmoid of the sum
+    (lambda f_pre: torch.sigmoid(f_pre[:, 1:]).prod(dim=1), "values"),        # first step dropped
+    (lambda f_pre: torch.sigmoid(f_pre).prod(dim=-1), "shapes"),              # product over units
+    (lambda f_pre: torch.sigmoid(f_pre).prod(dim=1).double(), "dtype"),
+    (lambda f_pre: torch.sigmoid(f_pre).prod(dim=1).detach(), "gradients"),
+], ids=["no sigmoid", "sum", "1 - f", "sigmoid of sum", "first step dropped", "wrong axis", "float64 out",
+        "detached"])
+def test_cec_gradient_mistakes_are_rejected(fn, stage):
+    def cec_gradient(f_pre):
+        return fn(f_pre)
+
+    _rejected_at("cec_gradient", cec_gradient, stage)
+
+
+# --------------------------------------------------------------------------------------------
+# forget_half_life
+# --------------------------------------------------------------------------------------------
+
+def test_forget_half_life_other_correct_version_passes():
+    def forget_half_life(forget_bias):
+        return -math.log(2) / torch.log(torch.sigmoid(forget_bias))
+
+    _passes("forget_half_life", forget_half_life)
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (lambda b: 1 / (1 - torch.sigmoid(b)), "values"),                  # mean lifetime, not half-life
+    (lambda b: -1 / torch.log(torch.sigmoid(b)), "values"),            # e-folding time
+    (lambda b: math.log(0.5) / torch.log(b), "finite"),                # log of the bias, not of the gate
+    (lambda b: torch.sigmoid(b) ** 0.5, "values"),
+    (lambda b: float(math.log(0.5) / F.logsigmoid(b).sum()), "types"),
+], ids=["mean lifetime", "e-folding", "log of bias", "sqrt", "python float"])
+def test_forget_half_life_mistakes_are_rejected(fn, stage):
+    def forget_half_life(forget_bias):
+        return fn(forget_bias)
+
+    _rejected_at("forget_half_life", forget_half_life, stage)
+
+
+# --------------------------------------------------------------------------------------------
+# init_forget_bias
+# --------------------------------------------------------------------------------------------
+
+def init_forget_bias_split(lstm_module, value):
+    """Correct: half of the value on each bias vector."""
+    H = lstm_module.hidden_size
+    with torch.no_grad():
+        for name, p in lstm_module.named_parameters():
+            if name.startswith("bias"):
+                p[H:2 * H] = value / 2
+    return lstm_module
+
+
+def init_forget_bias_by_layer(lstm_module, value):
+    """Correct: looping over layers and directions by name."""
+    H = lstm_module.hidden_size
+    suffixes = ["", "_reverse"] if lstm_module.bidirectional else [""]
+    for layer in range(lstm_module.num_layers):
+        for s in suffixes:
+            getattr(lstm_module, f"bias_ih_l{layer}{s}").data[H:2 * H].fill_(value)
+            getattr(lstm_module, f"bias_hh_l{layer}{s}").data[H:2 * H].zero_()
+    return lstm_module
+
+
+@pytest.mark.parametrize("fn", [init_forget_bias_split, init_forget_bias_by_layer])
+def test_init_forget_bias_other_correct_versions_pass(fn):
+    _passes("init_forget_bias", fn)
+
+
+def make_init(rows=(1, 2), zero_hh=True, layers="all", whole=False, replace=False, no_grad=True, ret=True):
+    def init_forget_bias(lstm_module, value):
+        H = lstm_module.hidden_size
+        lo, hi = rows[0] * H, rows[1] * H
+        ctx = torch.no_grad() if no_grad else torch.enable_grad()
+        with ctx:
+            for name, p in list(lstm_module.named_parameters()):
+                if not name.startswith("bias"):
+                    continue
+                if layers == "first" and "_l0" not in name:
+                    continue
+                if layers == "forward" and name.endswith("_reverse"):
+                    continue
+                is_ih = name.startswith("bias_ih")
+                if replace:
+                    new = p.detach().clone()
+                    new[lo:hi] = value if is_ih else 0.0
+                    setattr(lstm_module, name, nn.Parameter(new))
+                elif whole:
+                    p.fill_(value if is_ih else 0.0)
+                elif is_ih:
+                    p[lo:hi] = value
+                elif zero_hh:
+                    p[lo:hi] = 0.0
+        return lstm_module if ret else None
+
+    return init_forget_bias
+
+
+@pytest.mark.parametrize("kwargs, stage", [
+    (dict(rows=(0, 1)), "values"),              # the input-gate rows
+    (dict(rows=(2, 3)), "values"),              # the candidate rows
+    (dict(zero_hh=False), "values"),            # bias_hh still adds to the forget gate
+    (dict(layers="first"), "values"),           # only the first layer
+    (dict(layers="forward"), "values"),         # the reverse direction forgotten
+    (dict(whole=True), "properties"),           # every gate's bias overwritten
+    (dict(replace=True), "types"),              # new Parameter objects
+    (dict(no_grad=False), "runs"),              # in-place on a leaf that requires grad
+    (dict(ret=False), "types"),                 # returns None
+], ids=["input rows", "candidate rows", "bias_hh kept", "first layer only", "forward only", "whole bias",
+        "replaced parameters", "no torch.no_grad", "returns None"])
+def test_init_forget_bias_mistakes_are_rejected(kwargs, stage):
+    _rejected_at("init_forget_bias", make_init(**kwargs), stage)
+
+
+def test_check_leaves_global_state_as_it_was():
+    before = torch.get_rng_state()
+    dtype = torch.get_default_dtype()
+    for exercise_id in MODULE_02:
+        check(exercise_id, getattr(ref, exercise_id), record=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.get_default_dtype() == dtype
