@@ -3,8 +3,9 @@
 Each step carries two channels: a value drawn uniformly from [0, 1] and a marker. Exactly two steps
 are marked: one among the first ``first_window`` steps, the other in the second half. The target is
 the sum of the two marked values, read off after the last step. Predicting the mean (1.0) gives a
-mean squared error of about 1/6; solving the task means carrying the first marked value across
-at least T/2 steps of distractors, so T is the time lag that the memory must bridge.
+mean squared error of about 1/6; solving the task means carrying the first marked value from the
+first tenth of the sequence to its end, across about 0.9·T steps of distractors, so T sets the time
+lag that the memory must bridge.
 """
 
 from __future__ import annotations
