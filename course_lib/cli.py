@@ -87,7 +87,7 @@ def cmd_slides(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from course_lib.tools.bench import run_bench
 
-    return run_bench(_root(), notebooks=not args.no_notebooks, tests=args.tests,
+    return run_bench(_root(), notebooks=not args.no_notebooks, tests=args.tests, kernels=not args.no_kernels,
                      out=Path(args.out) if args.out else None)
 
 
@@ -157,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: slides/)")
     p.set_defaults(func=cmd_slides)
 
-    p = sub.add_parser("bench", help="time every notebook (and optionally the test suite); write benchmarks/RESULTS.md")
+    p = sub.add_parser("bench", help="time notebooks and implementations against torch; write benchmarks/RESULTS.md")
     p.add_argument("--tests", action="store_true", help="also time the whole test suite")
     p.add_argument("--no-notebooks", action="store_true", help="skip the notebooks")
+    p.add_argument("--no-kernels", action="store_true", help="skip the implementation-against-torch timings")
     p.add_argument("--out", default=None, help="results file (default: benchmarks/RESULTS.md)")
     p.set_defaults(func=cmd_bench)
 

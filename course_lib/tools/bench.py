@@ -36,6 +36,12 @@ def time_notebook(path: Path, timeout: int = 600) -> tuple[float, str]:
     return time.perf_counter() - start, status
 
 
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def machine_line() -> str:
     import torch
 
@@ -44,10 +50,19 @@ def machine_line() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def run_bench(root: Path, notebooks: bool = True, tests: bool = False, out: Path | None = None) -> int:
+def run_bench(root: Path, notebooks: bool = True, tests: bool = False, kernels: bool = True,
+              out: Path | None = None) -> int:
     out = out or root / "benchmarks" / "RESULTS.md"
     rows = []
     failures = 0
+    comparisons = []
+    if kernels:
+        from course_lib.tools.kernel_bench import run_comparisons
+
+        comparisons = run_comparisons()
+        for c in comparisons:
+            print(f"{c.name:<14} {c.ours:<48} {c.ours_ms:9.2f} ms  {c.theirs:<32} {c.theirs_ms:9.2f} ms  "
+                  f"{c.ratio:6.2f}x  (max diff {c.max_abs_err:.1e})", flush=True)
     if notebooks:
         paths = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
             (root / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -66,10 +81,19 @@ def run_bench(root: Path, notebooks: bool = True, tests: bool = False, out: Path
         rows.append(("test suite (`course test`, 2 workers)", seconds, SUITE_BUDGET_S,
                      "ok" if rc == 0 else f"exit {rc}", within))
         print(f"test suite {seconds:.1f} s (exit {rc})", flush=True)
-    table = [START, f"Measured {time.strftime('%Y-%m-%d')} on: {machine_line()}", "",
-             "| what | seconds | budget | status |", "|---|---:|---:|---|"]
-    for name, seconds, budget, status, within in rows:
-        table.append(f"| {name} | {seconds:.1f} | {budget:.0f} | {status}{'' if within else ' (over budget)'} |")
+    table = [START, f"Measured {time.strftime('%Y-%m-%d')} on: {machine_line()}", ""]
+    if rows:
+        table += ["Run times (wall-clock seconds, one run, fresh kernel per notebook):", "",
+                  "| what | seconds | budget | status |", "|---|---:|---:|---|"]
+        for name, seconds, budget, status, within in rows:
+            table.append(f"| {name} | {seconds:.1f} | {budget:.0f} | {status}{'' if within else ' (over budget)'} |")
+        table.append("")
+    if comparisons:
+        from course_lib.tools.kernel_bench import comparison_table
+
+        device = "GPU" if torch_cuda() else "CPU"
+        table += [f"Course implementations against torch on the {device} (median of 7 runs; ratio = course / torch, "
+                  "below 1 is faster than torch):", "", *comparison_table(comparisons), ""]
     table.append(END)
     _write_section(out, "\n".join(table))
     print(f"wrote {out}")
