@@ -33,3 +33,33 @@ def grade_outcome(exercise_id: str, fn) -> tuple[bool, str | None, str]:
     result = check(exercise_id, fn, record=False)
     failure = result.failure
     return result.passed, (failure.stage if failure else None), str(result)
+
+
+def assert_passes(exercise_id: str, fn) -> None:
+    """``fn`` is a correct implementation: the grader must accept it."""
+    passed, _, text = grade_outcome(exercise_id, fn)
+    assert passed, text
+
+
+def assert_rejected_at(exercise_id: str, fn, stage: str) -> str:
+    """``fn`` is wrong: the grader must reject it, at the sub-check ``stage``; returns the feedback text."""
+    passed, failing, text = grade_outcome(exercise_id, fn)
+    assert not passed, f"a wrong implementation passed:\n{text}"
+    assert failing == stage, f"expected a failure at {stage!r}, got {failing!r}:\n{text}"
+    return text
+
+
+def assert_stub_not_attempted(exercise_id: str, params: list[str]) -> None:
+    """A stub with the exercise's parameter names that raises NotImplementedError reads 'not attempted'."""
+    import inspect
+
+    from course_lib.grading import check
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    stub.__signature__ = inspect.Signature(
+        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params])
+    result = check(exercise_id, stub, record=False)
+    assert result.not_attempted and not result.passed
+    assert "not attempted" in result.summary()

@@ -7,14 +7,10 @@ import math
 import torch
 
 from course_lib.attention import reference as ref
-from course_lib.grading.core import Grader, check_gradients, exercise
+from course_lib.grading.core import Grader, check_gradients, dtype_name, exercise
 
 SDPA_PARAMS = ["q", "k", "v", "attn_mask", "is_causal", "scale"]
 ONLINE_PARAMS = ["q", "k", "v", "block_size", "is_causal", "scale"]
-
-
-def _dt(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
 
 
 def _as64(t):
@@ -78,7 +74,7 @@ def _sdpa_cases(g: Grader) -> list[tuple[str, dict, torch.dtype]]:
         q, k, v = _qkv(g, B, NH, Sq, Sk, D, DV, dtype)
         args = dict(q=q, k=k, v=v, attn_mask=None, is_causal=False, scale=None)
         args.update(extra)
-        case = f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, v: {tuple(v.shape)}, {_dt(dtype)}, {label}"
+        case = f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, v: {tuple(v.shape)}, {dtype_name(dtype)}, {label}"
         cases.append((case, args, dtype))
 
     add("no mask", 5, 5, 8, 8)
@@ -165,7 +161,7 @@ def grade_split_heads(g: Grader, fn) -> None:
     for B, S, E, NH, dtype in [(2, 5, 12, 3, torch.float64), (1, 1, 8, 2, torch.float32),
                                (3, 7, 16, 4, torch.float64), (2, 4, 6, 1, torch.float64), (2, 3, 5, 5, torch.float64)]:
         x = g.randn(B, S, E, dtype=dtype)
-        case = f"x: ({B}, {S}, {E}) {_dt(dtype)}, num_heads={NH}"
+        case = f"x: ({B}, {S}, {E}) {dtype_name(dtype)}, num_heads={NH}"
         g.check_tensor(g.call(fn, case, x, NH), ref.split_heads(x.double(), NH), "heads", case, dtype=dtype)
     check_gradients(g, fn, ref.split_heads, "x: (2, 5, 12) float64, num_heads=3",
                     dict(x=g.randn(2, 5, 12), num_heads=3), wrt=["x"])
@@ -179,7 +175,7 @@ def grade_merge_heads(g: Grader, fn) -> None:
     for B, NH, S, DH, dtype in [(2, 3, 5, 4, torch.float64), (1, 2, 1, 4, torch.float32),
                                 (3, 4, 7, 2, torch.float64), (2, 1, 4, 6, torch.float64)]:
         x = g.randn(B, NH, S, DH, dtype=dtype)
-        case = f"x: ({B}, {NH}, {S}, {DH}) {_dt(dtype)}"
+        case = f"x: ({B}, {NH}, {S}, {DH}) {dtype_name(dtype)}"
         g.check_tensor(g.call(fn, case, x), ref.merge_heads(x.double()), "merged", case, dtype=dtype)
     # A strided input: heads produced by a transpose, as attention hands them over.
     x = g.randn(2, 5, 3, 4).transpose(1, 2)
@@ -214,7 +210,7 @@ def grade_online_softmax_attention(g: Grader, fn) -> None:
     ]
     for B, NH, Sq, Sk, D, DV, block, causal, scale, dtype, s_scale, label in cases:
         q, k, v = _qkv(g, B, NH, Sq, Sk, D, DV, dtype, scale=s_scale)
-        case = (f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, v: {tuple(v.shape)}, {_dt(dtype)}, "
+        case = (f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, v: {tuple(v.shape)}, {dtype_name(dtype)}, "
                 f"block_size={block}, {label}")
         result = g.call(fn, case, q, k, v, block, causal, scale)
         _expect_pair(g, result, "(out, lse)", case)

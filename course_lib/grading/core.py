@@ -244,6 +244,11 @@ def _run_with_timeout(fn: Callable, args: tuple, kwargs: dict, timeout_s: float,
     return box.get("value")
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``, for case descriptions in feedback."""
+    return str(dtype).replace("torch.", "")
+
+
 def _fmt_index(idx: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(i)) for i in idx) + "]"
 

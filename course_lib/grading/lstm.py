@@ -5,14 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_lib.grading.core import Grader, check_gradients, exercise
+from course_lib.grading.core import Grader, check_gradients, dtype_name, exercise
 from course_lib.lstm import reference as ref
 
 CELL_PARAMS = ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
-
-
-def _dt(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
 
 
 def _lstm_inputs(g: Grader, B: int, I: int, H: int, S: int | None, dtype=torch.float64) -> dict:
@@ -58,7 +54,7 @@ def grade_lstm_cell(g: Grader, fn) -> None:
         if variant == "no biases":
             a["bias_ih"] = a["bias_hh"] = None
         state = None if variant == "state=None" else (a["h"], a["c"])
-        case = f"B={B}, I={I}, H={H}, {_dt(dtype)}" + ("" if variant == "state" else f", {variant}")
+        case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}" + ("" if variant == "state" else f", {variant}")
         result = g.call(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
         _expect_pair(g, result, "(h, c)", case)
         a64 = _as64(a)
@@ -84,7 +80,7 @@ def grade_lstm(g: Grader, fn) -> None:
         if variant == "no biases":
             a["bias_ih"] = a["bias_hh"] = None
         state = None if variant == "state=None" else (a["h"], a["c"])
-        case = f"B={B}, S={S}, I={I}, H={H}, {_dt(dtype)}" + ("" if variant == "state" else f", {variant}")
+        case = f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}" + ("" if variant == "state" else f", {variant}")
         result = g.call(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
         _expect_pair(g, result, "(out, (h_n, c_n))", case)
         _expect_pair(g, result[1], "(h_n, c_n) as the second element", case)
@@ -109,7 +105,7 @@ def grade_cec_gradient(g: Grader, fn) -> None:
              (2, 8, 5, torch.float32, 2.0, 1.0), (4, 40, 6, torch.float64, 3.0, 2.0)]
     for B, S, H, dtype, offset, scale in cases:
         f_pre = g.randn(B, S, H, dtype=dtype, scale=scale) + offset
-        case = f"f_pre: ({B}, {S}, {H}) {_dt(dtype)}" + (f", forget bias {offset:g}" if offset else "")
+        case = f"f_pre: ({B}, {S}, {H}) {dtype_name(dtype)}" + (f", forget bias {offset:g}" if offset else "")
         out = g.call(fn, case, f_pre)
         g.check_tensor(out, ref.cec_gradient(f_pre.double()), "dc_S/dc_0", case, dtype=dtype)
     f_pre = g.randn(2, 6, 3)
@@ -161,7 +157,7 @@ def grade_init_forget_bias(g: Grader, fn) -> None:
         module = _make_lstm(g, I, H, layers, bidi, dtype)
         before = _snapshot(module)
         case = (f"nn.LSTM({I}, {H}, num_layers={layers}" + (", bidirectional=True" if bidi else "")
-                + f"), {_dt(dtype)}, value={value:g}")
+                + f"), {dtype_name(dtype)}, value={value:g}")
         result = g.call(fn, case, module, value)
         g.expect(result is module, "types", f"returns the module it was given ({case})",
                  f"expected the same nn.LSTM back (changed in place), got {type(result).__name__}")

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.grading.core import Grader, check_gradients, exercise
+from course_lib.grading.core import Grader, check_gradients, dtype_name, exercise
 from course_lib.rnn import reference as ref
 
 RNN_PARAMS = ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"]
 SEQ_PARAMS = ["x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"]
 BPTT_PARAMS = ["x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "grad_out", "nonlinearity"]
 BPTT_KEYS = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-def _dt(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
 
 
 def _rnn_inputs(g: Grader, B: int, I: int, H: int, S: int | None, dtype=torch.float64) -> dict:
@@ -44,7 +40,7 @@ def grade_rnn_cell(g: Grader, fn) -> None:
         args = _rnn_inputs(g, B, I, H, None, dtype)
         if not bias:
             args["bias_ih"] = args["bias_hh"] = None
-        case = f"B={B}, I={I}, H={H}, {_dt(dtype)}, nonlinearity={nl!r}" + ("" if bias else ", no biases")
+        case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}" + ("" if bias else ", no biases")
         out = g.call(fn, case, args["x"], args["h"], args["weight_ih"], args["weight_hh"], args["bias_ih"],
                      args["bias_hh"], nl)
         g.check_tensor(out, ref.rnn_cell(**_as64(args), nonlinearity=nl), "h_new", case, dtype=dtype)
@@ -62,7 +58,7 @@ def grade_rnn(g: Grader, fn) -> None:
     for B, S, I, H, dtype, nl in cases:
         args = _rnn_inputs(g, B, I, H, S, dtype)
         args["h0"] = args.pop("h")
-        case = f"B={B}, S={S}, I={I}, H={H}, {_dt(dtype)}, nonlinearity={nl!r}"
+        case = f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}"
         result = g.call(fn, case, args["x"], args["h0"], args["weight_ih"], args["weight_hh"],
                         args["bias_ih"], args["bias_hh"], nl)
         g.expect(isinstance(result, (tuple, list)) and len(result) == 2, "types", f"returns (out, h_n) ({case})",
@@ -97,7 +93,8 @@ def grade_rnn_bptt(g: Grader, fn) -> None:
         args["h0"] = args.pop("h")
         # Non-zero h0 and a gradient on every output step: zeros would hide bugs.
         grad_out = g.randn(B, S, H, dtype=dtype)
-        case = f"B={B}, S={S}, I={I}, H={H}, {_dt(dtype)}, nonlinearity={nl!r}, rnn_bptt runs under inference_mode"
+        case = (f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}, "
+                "rnn_bptt runs under inference_mode")
         result = g.call(fn, case, args["x"], args["h0"], args["weight_ih"], args["weight_hh"], args["bias_ih"],
                         args["bias_hh"], grad_out, nl, inference=True)
         g.expect(isinstance(result, dict), "types", f"returns a dict ({case})",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import grade_outcome
+from helpers import assert_passes as _passes
+from helpers import assert_rejected_at as _rejected_at
+from helpers import assert_stub_not_attempted, grade_outcome
 from torch import nn
 
 from course_lib.grading import EXERCISES, check
@@ -36,25 +37,7 @@ def test_reference_passes(exercise_id):
 
 @pytest.mark.parametrize("exercise_id", MODULE_02)
 def test_unsolved_stub_is_not_attempted(exercise_id):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    stub.__signature__ = inspect.Signature(
-        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in PARAMS[exercise_id]])
-    result = check(exercise_id, stub, record=False)
-    assert result.not_attempted and not result.passed
-    assert "not attempted" in result.summary()
-
-
-def _rejected_at(exercise_id, fn, stage):
-    passed, failing, text = grade_outcome(exercise_id, fn)
-    assert not passed, f"a wrong implementation passed:\n{text}"
-    assert failing == stage, f"expected a failure at {stage!r}, got {failing!r}:\n{text}"
-
-
-def _passes(exercise_id, fn):
-    passed, _, text = grade_outcome(exercise_id, fn)
-    assert passed, text
+    assert_stub_not_attempted(exercise_id, PARAMS[exercise_id])
 
 
 # --------------------------------------------------------------------------------------------

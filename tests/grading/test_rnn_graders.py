@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import grade_outcome
+from helpers import assert_passes as _passes
+from helpers import assert_rejected_at as _rejected_at
+from helpers import assert_stub_not_attempted
 
-from course_lib.grading import EXERCISES, check
+from course_lib.grading import EXERCISES
 from course_lib.grading.rnn import clip_reference
 from course_lib.rnn import reference as ref
 
@@ -33,18 +33,6 @@ REFERENCES = {"softplus": F.softplus, "rnn_cell": ref.rnn_cell, "rnn": ref.rnn, 
               "clip_grad_norm": clip_grad_norm}
 
 
-def _passes(exercise_id, fn):
-    passed, _, text = grade_outcome(exercise_id, fn)
-    assert passed, text
-
-
-def _rejected_at(exercise_id, fn, stage):
-    passed, failing, text = grade_outcome(exercise_id, fn)
-    assert not passed, f"a wrong implementation passed:\n{text}"
-    assert failing == stage, f"expected a failure at {stage!r}, got {failing!r}:\n{text}"
-    return text
-
-
 def test_module_00_and_01_exercises_are_registered():
     assert [e.id for e in EXERCISES.values() if e.module == "00"] == MODULE_00
     assert [e.id for e in EXERCISES.values() if e.module == "01"] == MODULE_01
@@ -57,14 +45,7 @@ def test_reference_passes(exercise_id):
 
 @pytest.mark.parametrize("exercise_id", MODULE_00 + MODULE_01)
 def test_unsolved_stub_is_not_attempted(exercise_id):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    stub.__signature__ = inspect.Signature(
-        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in PARAMS[exercise_id]])
-    result = check(exercise_id, stub, record=False)
-    assert result.not_attempted and not result.passed
-    assert "not attempted" in result.summary()
+    assert_stub_not_attempted(exercise_id, PARAMS[exercise_id])
 
 
 # --------------------------------------------------------------------------------------------
