@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from course_lib.attention import reference as ref
 from course_lib.grading.core import Grader, check_gradients, dtype_name, exercise
@@ -92,6 +95,8 @@ def _sdpa_cases(g: Grader) -> list[tuple[str, dict, torch.dtype]]:
     add("scale=0.3", 5, 5, 8, 8, scale=0.3)
     add("float32 inputs with a float64 float mask (use the mask in q's dtype)", 4, 4, 8, 8, torch.float32,
         attn_mask=_float_mask(g, 4, 4))
+    add("bool mask and is_causal=True together (a key must be allowed by both)", 6, 6, 8, 8,
+        attn_mask=_bool_mask(g, 6, 6) | torch.eye(6, dtype=torch.bool), is_causal=True)
     return cases
 
 
@@ -231,6 +236,43 @@ def grade_online_softmax_attention(g: Grader, fn) -> None:
     worst = max(float((o - outs[11]).detach().abs().max()) for o in outs.values())
     g.expect(worst < 1e-10, "properties", "the result does not depend on block_size",
              f"outputs for block sizes 1, 2, 5 and 11 differ by up to {worst:.3g}")
+
+    # The point of the exercise: never hold the scores of all keys at once.
+    B, NH, Sq, Sk, D, DV, block = 1, 2, 6, 40, 4, 3, 8
+    q, k, v = _qkv(g, B, NH, Sq, Sk, D, DV)
+    recorder = _WidestScores(Sq)
+    case = f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, float64, block_size={block}"
+    g.call(recorder.wrap(fn), case, q, k, v, block, False, None)
+    g.expect(recorder.widest <= block, "properties", f"works on block_size keys at a time ({case})",
+             f"your function computed a floating-point tensor of shape {recorder.widest_shape}: values for "
+             f"{recorder.widest} keys of every query at once. An online softmax looks at block_size={block} keys "
+             "at a time (k[..., j:j + block_size, :]) and keeps only a running max, sum and output per query")
+
+
+class _WidestScores(TorchDispatchMode):
+    """Records the widest floating-point tensor (..., Sq, n) that any torch operation produces."""
+
+    def __init__(self, Sq: int) -> None:
+        super().__init__()
+        self.Sq = Sq
+        self.widest = 0
+        self.widest_shape: tuple[int, ...] = ()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if (isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() >= 2 and t.shape[-2] == self.Sq
+                    and t.shape[-1] > self.widest):
+                self.widest, self.widest_shape = t.shape[-1], tuple(t.shape)
+        return out
+
+    def wrap(self, fn):
+        @functools.wraps(fn)
+        def recorded(*args, **kwargs):
+            # Entered in the thread that runs the learner's function: dispatch modes are per thread.
+            with self:
+                return fn(*args, **kwargs)
+        return recorded
 
 
 def _online_reference(q, k, v, block_size, is_causal=False, scale=None):

@@ -118,7 +118,7 @@ def _sdpa_wrong(variant):
             causal = torch.ones(Sq, Sk, dtype=torch.bool).tril(1)
         if variant == "causal_bottom_right":
             causal = torch.ones(Sq, Sk, dtype=torch.bool).tril(Sk - Sq)
-        if is_causal:
+        if is_causal and not (variant == "mask_overrides_causal" and attn_mask is not None):
             s = s.masked_fill(~causal, -math.inf)
         mask_after = None
         if attn_mask is not None:
@@ -169,6 +169,7 @@ def test_sdpa_other_correct_versions_pass(fn):
     ("causal_off_by_one_no_diagonal", "finite"),  # query 0 sees no key at all: NaN
     ("causal_off_by_one_next_key", "values"),
     ("causal_bottom_right", "values"),
+    ("mask_overrides_causal", "values"),  # with both, only attn_mask is applied
     ("ignores_custom_scale", "values"),
     ("float_mask_multiplied", "finite"),  # -inf times a negative score is +inf
     ("float_mask_not_cast", "runs"),  # float64 weights @ float32 v raises
@@ -292,6 +293,24 @@ def _online_wrong(variant):
         return acc / l, lse.squeeze(-1)
 
     return fn
+
+
+def online_full_softmax(q, k, v, block_size, is_causal=False, scale=None):
+    """Right numbers, wrong method: all scores at once, block_size ignored."""
+    return ref.scaled_dot_product_attention(q, k, v, is_causal=is_causal, scale=scale)[0], _online_lse(
+        q, k, is_causal, scale)
+
+
+def _online_lse(q, k, is_causal, scale):
+    s = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if is_causal:
+        s = s.masked_fill(~ref.causal_mask(q.shape[-2], k.shape[-2]), -math.inf)
+    return torch.logsumexp(s, dim=-1)
+
+
+def test_online_softmax_that_holds_all_scores_at_once_is_rejected():
+    text = _outcome("online_softmax_attention", online_full_softmax, "properties")
+    assert "values for 40 keys of every query at once" in text and "block_size=8" in text
 
 
 def test_online_softmax_other_correct_version_passes():
