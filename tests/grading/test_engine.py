@@ -308,8 +308,8 @@ def _numbers(text: str) -> list[float]:
     return [float(m) for m in re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", text)]
 
 
-@pytest.mark.parametrize("wrong", [torch.sigmoid, lambda x: torch.log1p(torch.exp(x)) * 1.01],
-                         ids=["sigmoid", "1% too large"])
+@pytest.mark.parametrize("wrong", [torch.sigmoid, lambda x: torch.log1p(torch.exp(x)) * 1.01, torch.zeros_like],
+                         ids=["sigmoid", "1% too large", "zeros"])
 def test_messages_never_contain_the_expected_values(wrong):
     """Reproduce the grader's first input and check no reference value appears in the feedback."""
     gen = torch.Generator().manual_seed(0)
@@ -322,6 +322,12 @@ def test_messages_never_contain_the_expected_values(wrong):
             assert format(value, fmt) not in text, (value, fmt)
     for number in _numbers(text):
         assert all(abs(number - v) > 5e-3 * abs(v) for v in expected), number
+
+
+def test_an_all_zero_output_is_named_as_such():
+    passed, stage, text = grade_outcome("softplus", torch.zeros_like)
+    assert not passed and stage == "values"
+    assert "your output is all zeros" in text and "max abs error" not in text
 
 
 def test_progress_is_recorded_to_the_progress_file(tmp_path, monkeypatch):
