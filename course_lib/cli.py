@@ -39,9 +39,16 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=root)
 
 
+def _progress_off() -> None:
+    """Running the solutions (or the test suite) must not mark the learner's exercises as passed."""
+    os.environ["COURSE_PROGRESS"] = "off"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from course_lib.tools.notebook_grading import grade_notebooks
 
+    if args.solutions:
+        _progress_off()
     folder = "solutions" if args.solutions else "exercises"
     return 0 if grade_notebooks(_root() / folder, args.modules, timeout=args.timeout) else 1
 
@@ -87,6 +94,7 @@ def cmd_slides(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from course_lib.tools.bench import run_bench
 
+    _progress_off()
     return run_bench(_root(), notebooks=not args.no_notebooks, tests=args.tests, kernels=not args.no_kernels,
                      out=Path(args.out) if args.out else None)
 
@@ -96,6 +104,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(args.workers), "--dist", "loadfile",
            "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
            "tests", "notebooks", "solutions", *args.pytest_args]
+    _progress_off()
     env = dict(os.environ, PYTHONHASHSEED="0")
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=root, env=env)

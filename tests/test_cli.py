@@ -13,8 +13,9 @@ from course_lib.cli import main
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k != "COURSE_PROGRESS"}  # `course test` sets it to off
     return subprocess.run([sys.executable, "-m", "course_lib.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+                          env={**base, **(env or {})}, timeout=600)
 
 
 @pytest.mark.parametrize("args", [[], ["nonsense"], ["check", "one"], ["check", "--bogus"], ["bench", "--tests=3"],
@@ -50,11 +51,18 @@ def test_doctor_reports_the_triton_mode():
 
 
 def test_check_grades_the_exercise_notebook_from_the_terminal(tmp_path):
-    """Module 00's released exercise is unsolved (exit 1, not attempted); its solution passes (exit 0)."""
-    env = {"COURSE_PROGRESS_FILE": str(tmp_path / "p.json")}
+    """Module 00's released exercise is unsolved (exit 1, not attempted); its solution passes (exit 0).
+
+    Checking the exercises records the attempt; checking the solutions does not mark anything passed.
+    """
+    path = tmp_path / "p.json"
+    env = {"COURSE_PROGRESS_FILE": str(path)}
     blank = run_cli("check", "00", env=env)
     assert blank.returncode == 1, blank.stdout + blank.stderr
     assert "FAIL check_softplus" in blank.stdout and "not attempted" in blank.stdout
+    assert json.loads(path.read_text())["softplus"]["last_result"] == "not attempted"
     solved = run_cli("check", "00", "--solutions", env=env)
     assert solved.returncode == 0, solved.stdout + solved.stderr
     assert "PASS check_softplus" in solved.stdout
+    entry = json.loads(path.read_text())["softplus"]
+    assert entry["attempts"] == 1 and entry["passed"] is False

@@ -26,8 +26,15 @@ def load() -> dict[str, dict]:
         return {}
 
 
+def recording() -> bool:
+    """False when ``$COURSE_PROGRESS`` is ``off`` (set by ``course test``, ``bench`` and ``check --solutions``)."""
+    return os.environ.get("COURSE_PROGRESS", "").lower() != "off"
+
+
 def record(result: CheckResult) -> None:
     """Add one attempt; a read-only home (e.g. an autograding sandbox) is silently skipped."""
+    if not recording():
+        return
     data = load()
     entry = data.get(result.exercise_id, {"attempts": 0, "passed": False, "score": 0})
     entry["attempts"] += 1

@@ -333,6 +333,7 @@ def test_an_all_zero_output_is_named_as_such():
 def test_progress_is_recorded_to_the_progress_file(tmp_path, monkeypatch):
     path = tmp_path / "sub" / "progress.json"
     monkeypatch.setenv("COURSE_PROGRESS_FILE", str(path))
+    monkeypatch.delenv("COURSE_PROGRESS", raising=False)  # `course test` switches recording off
     check("softplus", torch.relu)
     data = json.loads(path.read_text())
     assert data["softplus"]["attempts"] == 1 and data["softplus"]["passed"] is False
@@ -348,6 +349,15 @@ def test_progress_is_recorded_to_the_progress_file(tmp_path, monkeypatch):
 def test_record_false_and_unknown_ids_leave_the_progress_file_alone(tmp_path, monkeypatch):
     path = tmp_path / "progress.json"
     monkeypatch.setenv("COURSE_PROGRESS_FILE", str(path))
+    monkeypatch.delenv("COURSE_PROGRESS", raising=False)
     check("softplus", softplus, record=False)
     check("no_such_exercise", softplus)
+    assert not path.exists()
+
+
+def test_course_progress_off_switches_recording_off(tmp_path, monkeypatch):
+    path = tmp_path / "progress.json"
+    monkeypatch.setenv("COURSE_PROGRESS_FILE", str(path))
+    monkeypatch.setenv("COURSE_PROGRESS", "off")
+    check("softplus", softplus)
     assert not path.exists()
