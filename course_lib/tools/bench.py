@@ -36,12 +36,6 @@ def time_notebook(path: Path, timeout: int = 600) -> tuple[float, str]:
     return time.perf_counter() - start, status
 
 
-def torch_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def machine_line() -> str:
     import torch
 
@@ -91,7 +85,7 @@ def run_bench(root: Path, notebooks: bool = True, tests: bool = False, kernels: 
     if comparisons:
         from course_lib.tools.kernel_bench import comparison_table
 
-        device = "GPU" if torch_cuda() else "CPU"
+        device = "GPU" if comparisons[0].device == "cuda" else "CPU"
         table += [f"Course implementations against torch on the {device} (median of 7 runs; ratio = course / torch, "
                   "below 1 is faster than torch):", "", *comparison_table(comparisons), ""]
     table.append(END)

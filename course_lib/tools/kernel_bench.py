@@ -29,6 +29,7 @@ class Comparison:
     ours_ms: float
     theirs_ms: float
     max_abs_err: float
+    device: str
 
     @property
     def ratio(self) -> float:
@@ -65,7 +66,7 @@ def compare(name: str, shape: str, ours: tuple[str, Callable], theirs: tuple[str
         err = _err(a, b)
         ours_ms = median_ms(ours[1], device, repeats)
         theirs_ms = median_ms(theirs[1], device, repeats)
-    return Comparison(name, shape, ours[0], theirs[0], ours_ms, theirs_ms, err)
+    return Comparison(name, shape, ours[0], theirs[0], ours_ms, theirs_ms, err, device.type)
 
 
 def run_comparisons(device: torch.device | None = None, include_interpreted: bool = False,

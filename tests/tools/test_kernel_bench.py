@@ -17,6 +17,7 @@ def test_every_comparison_agrees_with_torch_and_is_timed():
         assert r.max_abs_err < 1e-5, (r.name, r.ours, r.max_abs_err)
         assert r.ours_ms > 0 and r.theirs_ms > 0
         assert abs(r.ratio - r.ours_ms / r.theirs_ms) < 1e-12
+        assert r.device == "cpu"
 
 
 def test_interpreted_kernels_are_left_out_by_default_on_cpu():
