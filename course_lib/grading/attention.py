@@ -10,14 +10,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from course_lib.attention import reference as ref
-from course_lib.grading.core import Grader, check_gradients, dtype_name, exercise
+from course_lib.grading.core import Grader, as_float64, check_gradients, dtype_name, exercise
 
 SDPA_PARAMS = ["q", "k", "v", "attn_mask", "is_causal", "scale"]
 ONLINE_PARAMS = ["q", "k", "v", "block_size", "is_causal", "scale"]
-
-
-def _as64(t):
-    return t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
 
 
 def _qkv(g: Grader, B: int, NH: int, Sq: int, Sk: int, D: int, DV: int, dtype=torch.float64, scale=1.0):
@@ -36,12 +32,6 @@ def _float_mask(g: Grader, *shape: int, dtype=torch.float64) -> torch.Tensor:
     """Random additive biases with some −inf entries, at least one finite entry per row."""
     blocked = ~_bool_mask(g, *shape)
     return g.randn(*shape, dtype=dtype).masked_fill(blocked, -math.inf)
-
-
-def _expect_pair(g: Grader, result, names: str, case: str) -> None:
-    g.expect(isinstance(result, (tuple, list)) and len(result) == 2, "types", f"returns {names} ({case})",
-             f"expected a pair {names}, got {type(result).__name__}"
-             + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,8 +99,8 @@ def grade_scaled_dot_product_attention(g: Grader, fn) -> None:
     g.check_signature(fn, SDPA_PARAMS)
     for case, args, dtype in _sdpa_cases(g):
         result = g.call(fn, case, **args)
-        _expect_pair(g, result, "(out, weights)", case)
-        out_ref, w_ref = ref.scaled_dot_product_attention(**{k: _as64(v) for k, v in args.items()})
+        g.expect_pair(result, "(out, weights)", case)
+        out_ref, w_ref = ref.scaled_dot_product_attention(**as_float64(args))
         g.check_tensor(result[0], out_ref, "out", case, dtype=dtype)
         g.check_tensor(result[1], w_ref, "weights", case, dtype=dtype)
 
@@ -218,7 +208,7 @@ def grade_online_softmax_attention(g: Grader, fn) -> None:
         case = (f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, v: {tuple(v.shape)}, {dtype_name(dtype)}, "
                 f"block_size={block}, {label}")
         result = g.call(fn, case, q, k, v, block, causal, scale)
-        _expect_pair(g, result, "(out, lse)", case)
+        g.expect_pair(result, "(out, lse)", case)
         out_ref, lse_ref = _online_reference(q.double(), k.double(), v.double(), block, causal, scale)
         g.check_tensor(result[0], out_ref, "out", case, dtype=dtype)
         g.check_tensor(result[1], lse_ref, "lse", case, dtype=dtype)

@@ -244,6 +244,11 @@ def _run_with_timeout(fn: Callable, args: tuple, kwargs: dict, timeout_s: float,
     return box.get("value")
 
 
+def as_float64(args: dict[str, Any]) -> dict[str, Any]:
+    """The same arguments with every floating-point tensor in float64 (for the reference computation)."""
+    return {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in args.items()}
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"``, for case descriptions in feedback."""
     return str(dtype).replace("torch.", "")
@@ -289,6 +294,13 @@ class Grader:
             self.ok(stage, name)
         else:
             self.fail(stage, name, message)
+
+    def expect_pair(self, result: Any, names: str, case: str) -> None:
+        """The learner returned a pair, e.g. ``names="(out, h_n)"``; anything else stops grading at "types"."""
+        is_seq = isinstance(result, (tuple, list))
+        self.expect(is_seq and len(result) == 2, "types", f"returns {names} ({case})",
+                    f"expected a pair {names}, got {type(result).__name__}"
+                    + (f" of length {len(result)}" if is_seq else ""))
 
     # ---- inputs ---------------------------------------------------------------------------
     def randn(self, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_lib.grading.core import Grader, check_gradients, dtype_name, exercise
+from course_lib.grading.core import Grader, as_float64, check_gradients, dtype_name, exercise
 from course_lib.lstm import reference as ref
 
 CELL_PARAMS = ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
@@ -25,21 +25,11 @@ def _lstm_inputs(g: Grader, B: int, I: int, H: int, S: int | None, dtype=torch.f
     )
 
 
-def _as64(d: dict) -> dict:
-    return {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
-
-
 def _with_state(fn):
     """``fn(x, state, ...)`` as a function of separate h, c tensors, so gradients can reach both."""
     def wrapped(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
         return fn(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)
     return wrapped
-
-
-def _expect_pair(g: Grader, result, what: str, case: str) -> None:
-    g.expect(isinstance(result, (tuple, list)) and len(result) == 2, "types", f"returns {what} ({case})",
-             f"expected a pair {what}, got {type(result).__name__}"
-             + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
 
 
 @exercise("lstm_cell", module="02", title="One step of an LSTM, gate by gate", points=3, difficulty="medium",
@@ -56,8 +46,8 @@ def grade_lstm_cell(g: Grader, fn) -> None:
         state = None if variant == "state=None" else (a["h"], a["c"])
         case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}" + ("" if variant == "state" else f", {variant}")
         result = g.call(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
-        _expect_pair(g, result, "(h, c)", case)
-        a64 = _as64(a)
+        g.expect_pair(result, "(h, c)", case)
+        a64 = as_float64(a)
         state64 = None if state is None else (a64["h"], a64["c"])
         h_ref, c_ref = ref.lstm_cell(a64["x"], state64, a64["weight_ih"], a64["weight_hh"], a64["bias_ih"],
                                      a64["bias_hh"])
@@ -82,9 +72,9 @@ def grade_lstm(g: Grader, fn) -> None:
         state = None if variant == "state=None" else (a["h"], a["c"])
         case = f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}" + ("" if variant == "state" else f", {variant}")
         result = g.call(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
-        _expect_pair(g, result, "(out, (h_n, c_n))", case)
-        _expect_pair(g, result[1], "(h_n, c_n) as the second element", case)
-        a64 = _as64(a)
+        g.expect_pair(result, "(out, (h_n, c_n))", case)
+        g.expect_pair(result[1], "(h_n, c_n) as the second element", case)
+        a64 = as_float64(a)
         state64 = None if state is None else (a64["h"], a64["c"])
         out_ref, (hn_ref, cn_ref) = ref.lstm(a64["x"], state64, a64["weight_ih"], a64["weight_hh"],
                                              a64["bias_ih"], a64["bias_hh"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.grading.core import Grader, check_gradients, dtype_name, exercise
+from course_lib.grading.core import Grader, as_float64, check_gradients, dtype_name, exercise
 from course_lib.rnn import reference as ref
 
 RNN_PARAMS = ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"]
@@ -25,10 +25,6 @@ def _rnn_inputs(g: Grader, B: int, I: int, H: int, S: int | None, dtype=torch.fl
     )
 
 
-def _as64(d: dict) -> dict:
-    return {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
-
-
 @exercise("rnn_cell", module="01", title="One step of a vanilla RNN", points=2, difficulty="easy", minutes=10,
           signature="rnn_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity='tanh') "
                     "-> h_new (B, H)")
@@ -43,7 +39,7 @@ def grade_rnn_cell(g: Grader, fn) -> None:
         case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}" + ("" if bias else ", no biases")
         out = g.call(fn, case, args["x"], args["h"], args["weight_ih"], args["weight_hh"], args["bias_ih"],
                      args["bias_hh"], nl)
-        g.check_tensor(out, ref.rnn_cell(**_as64(args), nonlinearity=nl), "h_new", case, dtype=dtype)
+        g.check_tensor(out, ref.rnn_cell(**as_float64(args), nonlinearity=nl), "h_new", case, dtype=dtype)
     args = _rnn_inputs(g, 3, 4, 5, None)
     check_gradients(g, fn, ref.rnn_cell, "B=3, I=4, H=5, float64", args, wrt=list(args))
 
@@ -61,10 +57,8 @@ def grade_rnn(g: Grader, fn) -> None:
         case = f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}"
         result = g.call(fn, case, args["x"], args["h0"], args["weight_ih"], args["weight_hh"],
                         args["bias_ih"], args["bias_hh"], nl)
-        g.expect(isinstance(result, (tuple, list)) and len(result) == 2, "types", f"returns (out, h_n) ({case})",
-                 f"expected a pair (out, h_n), got {type(result).__name__}"
-                 + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
-        out_ref, hn_ref = ref.rnn(**_as64(args), nonlinearity=nl)
+        g.expect_pair(result, "(out, h_n)", case)
+        out_ref, hn_ref = ref.rnn(**as_float64(args), nonlinearity=nl)
         g.check_tensor(result[0], out_ref, "out", case, dtype=dtype)
         g.check_tensor(result[1], hn_ref, "h_n", case, dtype=dtype)
     args = _rnn_inputs(g, 2, 3, 4, 6)
@@ -101,7 +95,7 @@ def grade_rnn_bptt(g: Grader, fn) -> None:
                  f"expected a dict of gradients, got {type(result).__name__}")
         missing = [k for k in BPTT_KEYS if k not in result]
         g.expect(not missing, "types", f"has every gradient ({case})", f"missing keys: {', '.join(missing)}")
-        want = _autograd_bptt(**_as64(args), grad_out=grad_out.double(), nonlinearity=nl)
+        want = _autograd_bptt(**as_float64(args), grad_out=grad_out.double(), nonlinearity=nl)
         for key in BPTT_KEYS:
             g.check_tensor(result[key], want[key], f"grad[{key!r}]", case, dtype=dtype)
 
