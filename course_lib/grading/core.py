@@ -8,7 +8,14 @@ the max abs/rel error and where -- never the expected values.
 
 Stages, in the order a grader should use them::
 
-    signature -> runs -> types -> shapes -> dtype -> finite -> values -> gradients -> properties
+    signature -> runs -> types -> shapes -> dtype -> finite -> values -> gradients -> properties -> rules
+
+Diagnosis: beside each grader, its module keeps a catalogue of common mistakes, registered with
+:func:`mistake`: functions with the reference's signature that compute what a typical wrong
+implementation returns. When a value check made with :meth:`Grader.check_outputs` fails, the grader
+runs the catalogue on the same inputs and, if the learner's output matches one entry (and not the
+reference), names the mistake in plain words. Rules a statement sets ("without autograd", "do not
+call the built-in") are checked with :meth:`Grader.call_recording` and :meth:`Grader.forbid`.
 """
 
 from __future__ import annotations
@@ -26,8 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode, resolve_name
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-STAGES = ("signature", "runs", "types", "shapes", "dtype", "finite", "values", "gradients", "properties")
+STAGES = ("signature", "runs", "types", "shapes", "dtype", "finite", "values", "gradients", "properties",
+          "rules")
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -69,6 +80,34 @@ class Exercise:
     signature: str
     grader: Callable[[Grader, Callable], None] = field(repr=False)
     timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A common wrong implementation of an exercise, used to name the learner's mistake.
+
+    ``fn`` has the signature of the exercise's reference and returns what the mistaken code would
+    return (computed in float64); ``description`` completes the sentence "your output matches what
+    you get when ...".
+    """
+
+    exercise_id: str
+    description: str
+    fn: Callable[..., Any] = field(repr=False)
+
+
+MISTAKES: dict[str, list[Mistake]] = {}
+"""Exercise id -> its catalogue of :class:`Mistake`. Filled by the ``@mistake`` decorators."""
+
+
+def mistake(exercise_id: str, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn`` as a catalogued mistake of ``exercise_id`` (see :class:`Mistake`)."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        MISTAKES.setdefault(exercise_id, []).append(Mistake(exercise_id, description, fn))
+        return fn
+
+    return register
 
 
 @dataclass
@@ -395,36 +434,245 @@ class Grader:
         dtype: torch.dtype | None = None,
         tol: dict | None = None,
         stage: str = "values",
+        args: dict[str, Any] | None = None,
+        select: Callable[[Any], Any] | None = None,
     ) -> None:
-        """Type, shape, dtype, finiteness and values of one returned tensor against a float64 reference."""
+        """Type, shape, dtype, finiteness and values of one returned tensor against a float64 reference.
+
+        With ``args`` (the reference's keyword arguments for this case), a value failure is diagnosed
+        against the exercise's catalogue of mistakes (see :meth:`check_outputs`).
+        """
+        self.check_outputs(out, ref, name, case, dtype=dtype, tol=tol, stage=stage, args=args, select=select)
+
+    def check_outputs(
+        self,
+        result: Any,
+        ref: Any,
+        names: Any,
+        case: str,
+        *,
+        dtype: torch.dtype | None = None,
+        tol: dict | None = None,
+        stage: str = "values",
+        args: dict[str, Any] | None = None,
+        select: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """Check every output of one call against the float64 reference ``ref``.
+
+        ``ref`` is a tensor or a (nested) tuple/list/dict of tensors; ``names`` mirrors it with a name
+        per tensor (e.g. ``("out", ("h_n", "c_n"))``; for a dict, ``None`` names each entry by its key).
+        ``dtype`` is the dtype expected of floating-point outputs (default: the reference's). Order of
+        sub-checks: structure, then type/shape/dtype/finiteness of each output, then all values at
+        once. When a value is wrong, the message gives the status of every output (``h ✓, c ✗``) and,
+        if ``args`` is given, names the catalogued mistake (:func:`mistake`) that the learner's outputs
+        match: ``MISTAKES[exercise](**args)``, passed through ``select`` if given, must reproduce them.
+        """
+        pairs = self._pair_outputs(result, ref, names, case)
+        for name, out, r in pairs:
+            want = (dtype if dtype is not None else r.dtype) if r.is_floating_point() else r.dtype
+            self._check_structure(out, r, name, case, want)
+        label = ", ".join(n for n, _, _ in pairs)
+        wants = [((dtype if dtype is not None else r.dtype) if r.is_floating_point() else r.dtype) for _, _, r in pairs]
+        shapes = "; ".join(f"{n}: {tuple(o.shape)} {dtype_name(w)}" for (n, o, _), w in zip(pairs, wants, strict=True))
+        self.ok("types", f"{shapes}, finite ({case})" if len(pairs) > 1
+                else f"{label}: tensor of shape {tuple(pairs[0][1].shape)}, {dtype_name(wants[0])}, finite ({case})")
+        errors = [(n, _value_error(o, r, tol)) for n, o, r in pairs]
+        wrong = [(n, e) for n, e in errors if e is not None]
+        if not wrong:
+            self.ok(stage, f"{label} values ({case})")
+            return
+        lines = []
+        if len(pairs) > 1:
+            lines.append("status: " + ", ".join(f"{n} {'✗' if e else '✓'}" for n, e in errors))
+        lines += [f"{n} differs from the correct result: {e}" for n, e in wrong]
+        diagnosis = self._diagnose(pairs, args, tol, select) if args is not None else None
+        if diagnosis:
+            lines.append(f"diagnosis: your output matches what you get when {diagnosis}")
+        elif len(pairs) > 1:
+            right = [n for n, e in errors if e is None]
+            lines.append(f"right: {', '.join(right) if right else 'none'}; wrong: {', '.join(n for n, _ in wrong)}")
+        self.fail(stage, f"{label} values ({case})", "\n".join(lines))
+
+    def check_close(self, out: torch.Tensor, ref: torch.Tensor, name: str, case: str,
+                    tol: dict | None = None, stage: str = "values") -> None:
+        err = _value_error(out, ref, tol)
+        if err is not None:
+            self.fail(stage, f"{name} values ({case})", f"{name} differs from the correct result: {err}")
+        self.ok(stage, f"{name} values ({case})")
+
+    def _pair_outputs(self, result: Any, ref: Any, names: Any, case: str) -> list[tuple[str, Any, torch.Tensor]]:
+        """Walk ``result`` along the structure of ``ref``; a different structure stops at "types"."""
+        if isinstance(ref, torch.Tensor):
+            return [(names, result, ref)]
+        if isinstance(ref, dict):
+            names = names if names is not None else {k: k for k in ref}
+            if not isinstance(result, dict):
+                self.fail("types", f"returns a dict ({case})",
+                          f"expected a dict with keys {sorted(ref)}, got {type(result).__name__}")
+            missing = [k for k in ref if k not in result]
+            if missing:
+                self.fail("types", f"returns every key ({case})", f"keys missing from your dict: {missing}")
+            return [p for k in ref for p in self._pair_outputs(result[k], ref[k], names[k], case)]
+        if isinstance(ref, (tuple, list)):
+            spelled = _spell(names)
+            is_seq = isinstance(result, (tuple, list))
+            if not (is_seq and len(result) == len(ref)):
+                self.fail("types", f"returns {spelled} ({case})",
+                          f"expected {_count_word(len(ref))} {spelled}, got {type(result).__name__}"
+                          + (f" of length {len(result)}" if is_seq else ""))
+            return [p for o, r, n in zip(result, ref, names, strict=True) for p in self._pair_outputs(o, r, n, case)]
+        raise TypeError(f"reference output of type {type(ref).__name__}")
+
+    def _check_structure(self, out: Any, ref: torch.Tensor, name: str, case: str, want: torch.dtype) -> None:
         if not isinstance(out, torch.Tensor):
             self.fail("types", f"{name} is a tensor ({case})", f"{name} should be a torch.Tensor, got "
                       f"{type(out).__name__}")
         if tuple(out.shape) != tuple(ref.shape):
             self.fail("shapes", f"{name} shape ({case})",
                       f"{name} has shape {tuple(out.shape)}; the contract asks for {tuple(ref.shape)} here")
-        want = dtype if dtype is not None else ref.dtype
         if out.dtype != want:
             self.fail("dtype", f"{name} dtype ({case})",
                       f"{name} has dtype {out.dtype}; with these inputs it should be {want} "
                       "(outputs keep the input dtype)")
-        bad = ~torch.isfinite(out.detach()) & torch.isfinite(ref)
-        if bool(bad.any()):
-            idx = bad.nonzero()[0].tolist()
-            self.fail("finite", f"{name} has no NaN/inf ({case})",
-                      f"{name} contains {int(bad.sum())} NaN/inf values, the first at index {_fmt_index(idx)}")
-        # Type, shape, dtype and finiteness passed: one line for them, then the values.
-        self.ok("types", f"{name}: tensor of shape {tuple(out.shape)}, {str(want).replace('torch.', '')}, "
-                         f"finite ({case})")
-        self.check_close(out, ref, name, case, tol=tol, stage=stage)
+        if out.is_floating_point() or out.is_complex():
+            bad = ~torch.isfinite(out.detach()) & torch.isfinite(ref)
+            if bool(bad.any()):
+                idx = bad.nonzero()[0].tolist()
+                self.fail("finite", f"{name} has no NaN/inf ({case})",
+                          f"{name} contains {int(bad.sum())} NaN/inf values, the first at index {_fmt_index(idx)}")
 
-    def check_close(self, out: torch.Tensor, ref: torch.Tensor, name: str, case: str,
-                    tol: dict | None = None, stage: str = "values") -> None:
-        tol = tol or TOLERANCES.get(out.dtype, TOLERANCES[torch.float32])
-        err = report_error(out.detach().to(torch.float64), ref.detach().to(torch.float64), **tol)
-        if err is not None:
-            self.fail(stage, f"{name} values ({case})", f"{name} differs from the correct result: {err}")
-        self.ok(stage, f"{name} values ({case})")
+    def _diagnose(self, pairs: list[tuple[str, Any, torch.Tensor]], args: dict[str, Any], tol: dict | None,
+                  select: Callable[[Any], Any] | None) -> str | None:
+        """The description of the first catalogued mistake whose outputs the learner's match."""
+        for m in MISTAKES.get(self.exercise.id, []):
+            try:
+                with torch.no_grad():
+                    wrong = m.fn(**as_float64(args))
+                wrong = select(wrong) if select is not None else wrong
+                wrong_leaves = _flat_tensors(wrong)
+            except Exception:  # noqa: BLE001 - a catalogue entry that does not apply to these inputs
+                continue
+            if len(wrong_leaves) != len(pairs):
+                continue
+            if any(tuple(w.shape) != tuple(o.shape) for w, (_, o, _) in zip(wrong_leaves, pairs, strict=True)):
+                continue
+            matches = all(_value_error(o, w, tol) is None for w, (_, o, _) in zip(wrong_leaves, pairs, strict=True))
+            differs = any(_value_error(w, r, tol) is not None for w, (_, _, r) in zip(wrong_leaves, pairs, strict=True))
+            if matches and differs:
+                return m.description
+        return None
+
+    # ---- rules ----------------------------------------------------------------------------
+    def call_recording(self, fn: Callable, case: str, /, *args: Any, inference: bool = False,
+                       **kwargs: Any) -> tuple[Any, OpRecord]:
+        """:meth:`call`, also recording the torch functions and ATen operators the learner's code ran."""
+        record = OpRecord()
+        out = self.call(record.wrap(fn), case, *args, inference=inference, **kwargs)
+        return out, record
+
+    def forbid(self, record: OpRecord, forbidden: dict[str, str], case: str) -> None:
+        """Fail at "rules" if the recorded code called one of ``forbidden`` (name fragment -> what to say).
+
+        Names are matched against torch function names (``torch.lstm_cell``,
+        ``torch.nn.functional.scaled_dot_product_attention``, ``torch.autograd.grad``) and ATen
+        operator names (``aten._scaled_dot_product_flash_attention_for_cpu``). The special name
+        ``"autograd"`` matches any use of autograd: ``backward``, ``torch.autograd.grad``, or a result
+        that requires grad when the grader called the function without gradients.
+        """
+        for fragment, why in forbidden.items():
+            hit = record.autograd if fragment == "autograd" else record.find(fragment)
+            if hit:
+                self.fail("rules", f"follows the exercise's rules ({case})",
+                          f"your function used {hit if isinstance(hit, str) else 'autograd'}: {why}")
+        self.ok("rules", f"follows the exercise's rules ({case})")
+
+
+class OpRecord:
+    """The torch functions and ATen operators that a learner's function called (for rule checks)."""
+
+    def __init__(self) -> None:
+        self.functions: list[str] = []
+        self.aten: list[str] = []
+        self.autograd: str | None = None
+        self.no_grad_call = False
+
+    def find(self, fragment: str) -> str | None:
+        """The first recorded function or operator whose name contains ``fragment``."""
+        return next((n for n in self.functions + self.aten if fragment in n), None)
+
+    def wrap(self, fn: Callable) -> Callable:
+        record = self
+
+        class Functions(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                name = _AUTOGRAD_ENTRY.get(func) or resolve_name(func) or getattr(func, "__name__", repr(func))
+                record.functions.append(name)
+                if func in _AUTOGRAD_ENTRY and record.autograd is None:
+                    record.autograd = name
+                out = func(*args, **(kwargs or {}))
+                if (record.autograd is None and record.no_grad_call
+                        and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tree_leaves(out))):
+                    record.autograd = f"{name} (a result that requires grad)"
+                return out
+
+        class Operators(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                record.aten.append(str(func.overloadpacket._qualified_op_name).replace("::", "."))
+                return func(*args, **(kwargs or {}))
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            # Entered in the thread that runs the learner's function: function and dispatch modes are per thread.
+            record.no_grad_call = not torch.is_grad_enabled()
+            with Functions(), Operators():
+                return fn(*args, **kwargs)
+
+        try:
+            recorded.__signature__ = inspect.signature(fn)
+        except (TypeError, ValueError):
+            pass
+        recorded.__name__ = getattr(fn, "__name__", "fn")
+        return recorded
+
+
+_AUTOGRAD_ENTRY = {torch.autograd.grad: "torch.autograd.grad", torch.autograd.backward: "torch.autograd.backward",
+                   torch.Tensor.backward: "Tensor.backward"}
+
+
+def _spell(names: Any) -> str:
+    if isinstance(names, (tuple, list)):
+        return "(" + ", ".join(_spell(n) for n in names) + ")"
+    return str(names)
+
+
+def _count_word(n: int) -> str:
+    return {2: "a pair", 3: "a triple"}.get(n, f"a tuple of {n}")
+
+
+def _value_error(out: torch.Tensor, ref: torch.Tensor, tol: dict | None) -> str | None:
+    """None when ``out`` matches ``ref`` (exactly for bool/integer outputs), else a description."""
+    if not out.is_floating_point() or not ref.is_floating_point():
+        return report_mismatch(out.detach(), ref.detach())
+    tol = tol or TOLERANCES.get(out.dtype, TOLERANCES[torch.float32])
+    return report_error(out.detach().to(torch.float64), ref.detach().to(torch.float64), **tol)
+
+
+def report_mismatch(out: torch.Tensor, ref: torch.Tensor, show: int = 6) -> str | None:
+    """For bool or integer outputs: how many entries are wrong and where (no abs/rel error: it means nothing)."""
+    out = out.to(ref.dtype) if out.dtype != ref.dtype and ref.dtype != torch.bool else out
+    bad = out != ref
+    if not bool(bad.any()):
+        return None
+    parts = [f"{int(bad.sum())} of {bad.numel()} entries wrong"]
+    if ref.dtype == torch.bool and out.dtype == torch.bool:
+        for value, other in ((True, False), (False, True)):
+            where = (bad & (out == value)).nonzero().tolist()
+            if where:
+                listed = ", ".join(_fmt_index(i) for i in where[:show]) + (", ..." if len(where) > show else "")
+                parts.append(f"{value} where it should be {other} at {listed}")
+    else:
+        where = bad.nonzero().tolist()
+        parts.append("at " + ", ".join(_fmt_index(i) for i in where[:show]) + (", ..." if len(where) > show else ""))
+    return "; ".join(parts)
 
 
 def report_error(out: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float) -> str | None:
@@ -539,8 +787,20 @@ def check_gradients(g: Grader, fn: Callable, ref_fn: Callable, case: str, args: 
     tensors = [mine[n] for n in wrt]
     grads = torch.autograd.grad(loss, tensors, allow_unused=True)
     ref_grads = torch.autograd.grad(ref_loss, [ref_args[n] for n in wrt], allow_unused=True)
+    status = []
     for name, gr, rg in zip(wrt, grads, ref_grads, strict=True):
-        if gr is None:
-            g.fail("gradients", f"gradient reaches {name} ({case})",
-                   f"no gradient reaches {name}: it does not influence your output, or the path is cut")
-        g.check_close(gr, rg, f"d(loss)/d({name})", case, stage="gradients")
+        status.append((name, None if gr is None else _value_error(gr, rg, None), gr is None))
+    label = ", ".join(f"grad['{n}']" for n in wrt)
+    if not any(err or none for _, err, none in status):
+        g.ok("gradients", f"{label} ({case})")
+        return
+    lines = ["status: " + ", ".join(f"grad['{n}'] {'✗' if (err or none) else '✓'}" for n, err, none in status)]
+    for name, err, none in status:
+        if none:
+            lines.append(f"no gradient reaches {name}: it does not influence your output, or the path is cut")
+        elif err:
+            lines.append(f"d(loss)/d({name}) differs from the correct gradient: {err}")
+    first = next(n for n, err, none in status if err or none)
+    missing = next((True for n, _, none in status if n == first and none), False)
+    g.fail("gradients", f"gradient reaches {first} ({case})" if missing else f"d(loss)/d({first}) values ({case})",
+           "\n".join(lines))
