@@ -28,3 +28,18 @@ def test_predicting_the_mean_is_not_a_solution():
     assert abs(mse - 1 / 6) < 0.02
     assert adding_accuracy(torch.ones_like(y), y) < 0.1
     assert adding_accuracy(y, y) == 1.0
+
+
+def test_baselines_reach_their_derived_mse():
+    from course_lib.tasks.adding import MSE_PREDICT_MEAN, MSE_SECOND_VALUE_ONLY, adding_baselines
+
+    x, y = adding_problem(20000, 40, torch.Generator().manual_seed(2), dtype=torch.float64)
+    preds = adding_baselines(x)
+    mse = {name: float(((p - y) ** 2).mean()) for name, p in preds.items()}
+    # standard error of a squared-error mean over 20000 samples is about 0.002 (mean) and 0.001 (second)
+    assert abs(mse["predict the mean"] - MSE_PREDICT_MEAN) < 0.008
+    assert abs(mse["second value only"] - MSE_SECOND_VALUE_ONLY) < 0.004
+    # the "second value only" residual is exactly u_1 - 1/2: it never uses the first marked value
+    first = x[..., 1].argmax(1)
+    u1 = x[..., 0].gather(1, first.unsqueeze(1)).squeeze(1)
+    torch.testing.assert_close(y - preds["second value only"], u1 - 0.5, rtol=0, atol=1e-12)
