@@ -12,6 +12,7 @@ from course_lib.attention.layers import (
     count_parameters,
 )
 from course_lib.attention.reference import (
+    attention_score_gradients,
     attention_weights_bytes,
     causal_mask,
     merge_heads,
@@ -27,6 +28,7 @@ __all__ = [
     "MultiHeadAttention",
     "TinyTransformer",
     "TransformerBlock",
+    "attention_score_gradients",
     "attention_weights_bytes",
     "causal_mask",
     "count_parameters",

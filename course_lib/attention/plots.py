@@ -8,17 +8,29 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+SCALE_SWEEP_PANELS = (
+    ("score_std", "std of the scores (inverse temperature)", "log"),
+    ("max_weight", "mean max weight", "linear"),
+    ("entropy", "mean entropy (nats)", "linear"),
+    ("grad", "‖∂L/∂s‖ (mean)", "log"),
+    ("grad_q", "‖∂L/∂q‖ (mean)", "log"),
+    ("grad_typical", "median over keys of |∂L/∂s_j|", "log"),
+)
 
-def plot_scale_sweep(dims: Sequence[int], curves: dict[str, dict[str, Sequence[float]]], axes=None):
-    """Three panels against the head dimension d: max weight, entropy, gradient size.
 
-    ``curves`` maps a label (e.g. "q·k" and "q·k/√d") to a dict with the keys ``max_weight``,
-    ``entropy`` and ``grad`` (one value per d).
+def plot_scale_sweep(dims: Sequence[int], curves: dict[str, dict[str, Sequence[float]]], axes=None,
+                     panels: Sequence[tuple[str, str, str]] = SCALE_SWEEP_PANELS):
+    """One panel per measured quantity against the head dimension d (see :func:`scale_sweep`).
+
+    ``curves`` maps a label (e.g. "q·k" and "q·k/√d") to a dict with one list per key of ``panels``
+    (key, y label, y scale); panels whose key is missing from the curves are skipped.
     """
+    panels = [p for p in panels if all(p[0] in c for c in curves.values())]
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    panels = [("max_weight", "mean max weight", "linear"), ("entropy", "mean entropy (nats)", "linear"),
-              ("grad", "‖∂L/∂scores‖ (mean)", "log")]
+        ncols = min(3, len(panels))
+        nrows = -(-len(panels) // ncols)
+        _, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.1 * nrows), squeeze=False)
+    axes = list(np.ravel(axes))
     for ax, (key, ylabel, yscale) in zip(axes, panels, strict=True):
         for label, c in curves.items():
             ax.plot(dims, c[key], marker="o", label=label)
@@ -68,7 +80,8 @@ def plot_attention_weights(weights: torch.Tensor, query_labels: Sequence[str] | 
 def attention_heatmap(weights: Sequence[torch.Tensor], tokens: Sequence[str], title: str = "attention weights"):
     """Interactive (plotly) view of one sequence's attention: hover a cell to read query → key and weight.
 
-    ``weights`` holds one (NH, S, S) tensor per layer; a drop-down menu switches layer and head.
+    ``weights`` holds one (NH, S, S) tensor per layer; a drop-down menu switches layer and head. Layers
+    and heads are counted from 1, as in the text and the static figures.
     """
     import plotly.graph_objects as go
 
@@ -82,7 +95,7 @@ def attention_heatmap(weights: Sequence[torch.Tensor], tokens: Sequence[str], ti
             fig.add_trace(go.Heatmap(
                 z=z, x=ticks, y=ticks, zmin=0, zmax=1, colorscale="Viridis", visible=not labels,
                 hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
-            labels.append(f"layer {layer}, head {head}")
+            labels.append(f"layer {layer + 1}, head {head + 1}")
     buttons = [dict(label=lab, method="update",
                     args=[{"visible": [j == i for j in range(len(labels))]}, {"title.text": f"{title}: {lab}"}])
                for i, lab in enumerate(labels)]

@@ -94,6 +94,26 @@ def online_softmax_attention(q, k, v, block_size=16, is_causal=False, scale=None
     return out, lse
 
 
+def attention_score_gradients(q, k, grad_weights, scale=None):
+    """Backward through weights = softmax(q kᵀ · scale), by hand: no autograd.
+
+    For a loss L with upstream gradient u = ∂L/∂weights (``grad_weights``, (..., Sq, Sk)), returns
+    ``(grad_scores, grad_q, grad_k)``: ∂L/∂s for the scaled scores s (..., Sq, Sk), ∂L/∂q (..., Sq, D)
+    and ∂L/∂k (..., Sk, D), in the dtype of q.
+    """
+    Sq, D = q.shape[-2:]
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    weights = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)  # (..., Sq, Sk)
+    # Row by row, the softmax Jacobian is diag(α) − α αᵀ, so Jᵀu = α ⊙ (u − α·u).
+    # $$\frac{\partial L}{\partial s_{ij}} = \alpha_{ij}\Big(u_{ij} - \sum_{j'} \alpha_{ij'} u_{ij'}\Big)$$
+    grad_scores = weights * (grad_weights - (weights * grad_weights).sum(dim=-1, keepdim=True))  # (..., Sq, Sk)
+    # $$\frac{\partial L}{\partial q_i} = \text{scale} \sum_j \frac{\partial L}{\partial s_{ij}}\, k_j,
+    #   \qquad \frac{\partial L}{\partial k_j} = \text{scale} \sum_i \frac{\partial L}{\partial s_{ij}}\, q_i$$
+    grad_q = scale * grad_scores @ k  # (..., Sq, D)
+    grad_k = scale * grad_scores.transpose(-2, -1) @ q  # (..., Sk, D)
+    return grad_scores, grad_q, grad_k
+
+
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(B, S, NH·DH) -> (B, NH, S, DH): head h owns the features h·DH … (h+1)·DH − 1."""
     B, S, E = x.shape
@@ -121,25 +141,40 @@ def softmax_stats(scores: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def scale_sweep(dims, n_keys: int = 64, n_queries: int = 256, seed: int = 0) -> dict[str, dict[str, list[float]]]:
-    """Why 1/√d: softmax saturation and gradient size against the head dimension d.
+    """Why 1/√d: softmax saturation and gradient sizes against the head dimension d.
 
-    For each d, random q, k ~ N(0, I_d) give scores q·k with standard deviation √d. Reports, with and
-    without the 1/√d scale, the mean max weight, the mean entropy of the weights, and the mean norm of
-    ∂L/∂scores for a random upstream gradient (the softmax Jacobian shrinks as the weights saturate).
+    For each d, random q, k ~ N(0, I_d) give raw scores q·k with standard deviation √d. For a random
+    upstream gradient u on the weights (L = Σ_j α_j u_j), reports with and without the 1/√d scale,
+    averaged over the queries:
+
+    - ``score_std``: the standard deviation of the scores the softmax sees (an inverse temperature);
+    - ``max_weight`` and ``entropy`` (nats) of the weights;
+    - ``grad``: ‖∂L/∂s‖, the gradient that reaches the scores;
+    - ``grad_q``: ‖∂L/∂q‖ = ‖scale · Σ_j (∂L/∂s_j) k_j‖, the gradient that reaches the query (and
+      W_Q behind it); each k_j has norm ≈ √d, so this is not small when ‖∂L/∂s‖ is;
+    - ``grad_typical``: the median over the keys of |∂L/∂s_j| = α_j |u_j − Σ_i α_i u_i|, what a
+      typical key (not the one with the top score) gets: exponentially small once α saturates.
     """
     gen = torch.Generator().manual_seed(seed)
-    curves = {"q·k (no scale)": {"max_weight": [], "entropy": [], "grad": []},
-              "q·k / √d": {"max_weight": [], "entropy": [], "grad": []}}
+    keys = ("score_std", "max_weight", "entropy", "grad", "grad_q", "grad_typical")
+    curves = {"q·k (no scale)": {key: [] for key in keys}, "q·k / √d": {key: [] for key in keys}}
     for d in dims:
         q = torch.randn(n_queries, 1, d, generator=gen, dtype=torch.float64)
         k = torch.randn(n_queries, n_keys, d, generator=gen, dtype=torch.float64)
         upstream = torch.randn(n_queries, n_keys, generator=gen, dtype=torch.float64)
-        raw = (q @ k.transpose(-2, -1)).squeeze(1)  # (n_queries, n_keys), std √d
-        for label, scores in [("q·k (no scale)", raw), ("q·k / √d", raw / math.sqrt(d))]:
-            scores = scores.clone().requires_grad_(True)
+        for label, scale in [("q·k (no scale)", 1.0), ("q·k / √d", 1.0 / math.sqrt(d))]:
+            q_leaf = q.clone().requires_grad_(True)
+            # $$s_j = \text{scale}\; q \cdot k_j$$
+            scores = (q_leaf @ k.transpose(-2, -1)).squeeze(1) * scale  # (n_queries, n_keys)
+            scores.retain_grad()
             stats = softmax_stats(scores.detach())
-            (grad,) = torch.autograd.grad((torch.softmax(scores, -1) * upstream).sum(), scores)
-            curves[label]["max_weight"].append(float(stats["max_weight"]))
-            curves[label]["entropy"].append(float(stats["entropy"]))
-            curves[label]["grad"].append(float(grad.norm(dim=-1).mean()))
+            (torch.softmax(scores, -1) * upstream).sum().backward()
+            grad_s, grad_q = scores.grad, q_leaf.grad.squeeze(1)  # (n_queries, n_keys), (n_queries, d)
+            c = curves[label]
+            c["score_std"].append(float(scores.detach().std()))
+            c["max_weight"].append(float(stats["max_weight"]))
+            c["entropy"].append(float(stats["entropy"]))
+            c["grad"].append(float(grad_s.norm(dim=-1).mean()))
+            c["grad_q"].append(float(grad_q.norm(dim=-1).mean()))
+            c["grad_typical"].append(float(grad_s.abs().median(dim=-1).values.mean()))
     return curves

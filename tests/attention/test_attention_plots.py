@@ -22,7 +22,8 @@ from course_lib.attention.plots import (  # noqa: E402
 def test_plot_scale_sweep_draws_one_line_per_curve_and_panel():
     dims = [4, 16]
     axes = plot_scale_sweep(dims, scale_sweep(dims, n_keys=8, n_queries=8))
-    assert len(axes) == 3 and all(len(ax.lines) == 2 for ax in axes)
+    assert len(axes) == 6 and all(len(ax.lines) == 2 for ax in axes)
+    assert "∂L/∂q" in axes[4].get_ylabel()
     plt.close("all")
 
 
@@ -41,6 +42,8 @@ def test_attention_heatmap_has_a_trace_per_layer_and_head_with_hover_text():
     assert [tr.visible for tr in fig.data] == [True, False, False, False]
     assert "weight" in fig.data[0].hovertemplate and list(fig.data[0].y)[-1] == "3:K1?"
     assert len(fig.layout.updatemenus[0].buttons) == 4
+    # layers and heads counted from 1, as in the text and the static figures
+    assert [b.label for b in fig.layout.updatemenus[0].buttons][:2] == ["layer 1, head 1", "layer 1, head 2"]
 
 
 def test_plot_cost_vs_length_is_log_log():

@@ -270,3 +270,43 @@ def test_scale_sweep_shows_saturation_without_the_scale_only():
     for key in ("max_weight", "entropy", "grad"):
         values = scaled[key]
         assert max(values) < 1.2 * min(values), f"scaled {key} should not depend on d: {values}"
+
+
+def test_scale_sweep_grad_q_is_autograd_and_grows_without_the_scale():
+    dims = [4, 64, 1024]
+    curves = scale_sweep(dims, n_keys=32, n_queries=64)
+    raw, scaled = curves["q·k (no scale)"], curves["q·k / √d"]
+    # the query's gradient is not small without the scale: ∂s/∂q = k has norm ≈ √d
+    assert all(r > 2 * s for r, s in zip(raw["grad_q"][1:], scaled["grad_q"][1:], strict=True))
+    # but a typical key gets an exponentially small share, and the temperature runs with √d
+    assert raw["grad_typical"][-1] < 1e-10 < scaled["grad_typical"][-1]
+    assert abs(raw["score_std"][-1] / math.sqrt(1024) - 1) < 0.1 and abs(scaled["score_std"][-1] - 1) < 0.1
+    assert max(scaled["grad_q"]) < 1.2 * min(scaled["grad_q"])
+    # grad_q against a float64 computation by hand: ∂L/∂q = scale · Σ_j α_j (u_j − α·u) k_j
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(64, 1, 4, generator=gen, dtype=torch.float64)
+    k = torch.randn(64, 32, 4, generator=gen, dtype=torch.float64)
+    u = torch.randn(64, 32, generator=gen, dtype=torch.float64)
+    for label, scale in (("q·k (no scale)", 1.0), ("q·k / √d", 0.5)):
+        a = torch.softmax((q @ k.transpose(-2, -1)).squeeze(1) * scale, -1)
+        grad_s = a * (u - (a * u).sum(-1, keepdim=True))
+        grad_q = scale * (grad_s.unsqueeze(1) @ k).squeeze(1)
+        assert abs(curves[label]["grad_q"][0] - float(grad_q.norm(dim=-1).mean())) < 1e-12
+        assert abs(curves[label]["grad"][0] - float(grad_s.norm(dim=-1).mean())) < 1e-12
+
+
+@pytest.mark.parametrize("scale", [None, 0.7])
+def test_attention_score_gradients_vs_autograd(scale):
+    from course_lib.attention import attention_score_gradients
+
+    gen = torch.Generator().manual_seed(5)
+    q = torch.randn(2, 3, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 3, 7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(2, 3, 5, 7, generator=gen, dtype=torch.float64)
+    s = (q @ k.transpose(-2, -1)) * (0.5 if scale is None else scale)
+    s.retain_grad()
+    (F.softmax(s, dim=-1) * u).sum().backward()
+    grad_s, grad_q, grad_k = attention_score_gradients(q.detach(), k.detach(), u, scale)
+    assert_close(grad_s, s.grad)
+    assert_close(grad_q, q.grad)
+    assert_close(grad_k, k.grad)

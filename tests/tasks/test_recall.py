@@ -45,3 +45,34 @@ def test_recall_accuracy_and_description():
     logits = torch.tensor([[0.1, 2.0, 0.0], [3.0, 0.0, 0.0]])
     assert recall_accuracy(logits, torch.tensor([1, 1])) == 0.5
     assert describe_recall(torch.tensor([3, 12, 5, 10, 3]), n_keys=10) == ["K3", "v2", "K5", "v0", "K3?"]
+
+
+def test_bag_of_values_probs_count_each_value_of_the_sequence():
+    from course_lib.tasks.recall import bag_of_values_probs
+
+    # K0 v1 K2 v1 K3 v0 K2?  (n_keys = 4): value 1 twice, value 0 once, value 2 never
+    tokens = torch.tensor([[0, 5, 2, 5, 3, 4, 2]])
+    probs = bag_of_values_probs(tokens, n_keys=4, n_values=3)
+    assert torch.allclose(probs, torch.tensor([[1 / 3, 2 / 3, 0.0]]))
+    with pytest.raises(ValueError):
+        bag_of_values_probs(tokens, n_keys=5, n_values=3)
+
+
+def test_recall_baselines_against_a_brute_force_count():
+    import math
+
+    from course_lib.tasks.recall import recall_baselines
+
+    tokens, target = associative_recall(500, 6, 10, 7, torch.Generator().manual_seed(2))
+    base = recall_baselines(tokens, target, 10, 7)
+    assert base["chance"] == (1 / 7, math.log(7))
+    hits, nats = 0, 0.0
+    for b in range(500):
+        values = [int(t) - 10 for t in tokens[b, 1:-1:2]]
+        counts = [values.count(v) for v in range(7)]
+        hits += counts.index(max(counts)) == int(target[b])
+        nats -= math.log(counts[int(target[b])] / 6)
+    assert abs(base["bag of values"][0] - hits / 500) < 1e-6
+    assert abs(base["bag of values"][1] - nats / 500) < 1e-5
+    # better than chance on both counts, though it never looks at a key
+    assert base["bag of values"][0] > 1 / 7 and base["bag of values"][1] < math.log(7)
