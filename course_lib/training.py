@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -19,6 +20,7 @@ class TrainConfig:
     clip: float | None = 1.0
     seed: int = 0
     log_every: int = 50
+    progress: bool = True  # a progress bar (tqdm; a widget in a notebook); TQDM_DISABLE=1 also turns it off
 
 
 @dataclass
@@ -35,6 +37,7 @@ def train(model: nn.Module, sample: Callable[[int, torch.Generator], tuple[torch
 
     Seeds both the model's data generator and torch's global RNG (for any dropout), so a run is
     reproducible on one machine. Gradients are clipped by global norm when ``config.clip`` is set.
+    The progress bar disappears when training ends (``config.progress=False`` never shows it).
     """
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -42,7 +45,9 @@ def train(model: nn.Module, sample: Callable[[int, torch.Generator], tuple[torch
     log = TrainLog()
     start = time.perf_counter()
     model.train()
-    for step in range(1, config.steps + 1):
+    bar_options = {} if config.progress else {"disable": True}
+    bar = tqdm(range(1, config.steps + 1), desc=f"training {type(model).__name__}", leave=False, **bar_options)
+    for step in bar:
         x, y = sample(config.batch, gen)
         loss = loss_fn(model(x), y)
         opt.zero_grad(set_to_none=True)
@@ -53,6 +58,8 @@ def train(model: nn.Module, sample: Callable[[int, torch.Generator], tuple[torch
             log.steps.append(step)
             log.loss.append(float(loss.detach()))
             log.grad_norm.append(float(norm))
+            bar.set_postfix(loss=f"{log.loss[-1]:.3g}")
+    bar.close()
     log.seconds = time.perf_counter() - start
     model.eval()
     return log

@@ -33,3 +33,10 @@ def test_forget_bias_lands_on_the_forget_rows_only():
 def test_unknown_cell_is_rejected():
     with pytest.raises(ValueError, match="cell must be one of"):
         SequenceRegressor("transformer", 2, 4)
+
+
+def test_progress_bar_can_be_turned_off(capsys):
+    model = SequenceRegressor("rnn", 2, 4)
+    train(model, lambda b, g: adding_problem(b, 4, g), torch.nn.functional.mse_loss,
+          TrainConfig(steps=3, batch=2, progress=False))
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,1 @@
+"""Data shipped with the course: the corpus and checkpoints (see README.md here)."""
