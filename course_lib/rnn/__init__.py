@@ -5,6 +5,9 @@
 
 from course_lib.rnn.reference import (
     gradient_norms_over_lag,
+    largest_singular_value,
+    matrix_power_norms,
+    nonnormal_example,
     rnn,
     rnn_bptt,
     rnn_cell,
@@ -12,5 +15,5 @@ from course_lib.rnn.reference import (
     spectral_radius,
 )
 
-__all__ = ["gradient_norms_over_lag", "rnn", "rnn_bptt", "rnn_cell", "scale_to_spectral_radius",
-           "spectral_radius"]
+__all__ = ["gradient_norms_over_lag", "largest_singular_value", "matrix_power_norms", "nonnormal_example", "rnn",
+           "rnn_bptt", "rnn_cell", "scale_to_spectral_radius", "spectral_radius"]

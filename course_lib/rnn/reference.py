@@ -119,3 +119,37 @@ def gradient_norms_over_lag(weight_hh: torch.Tensor, S: int = 60, B: int = 32, I
         norms.append(dh.norm(dim=1).mean())
     norms = torch.stack(norms)
     return norms / norms[0]
+
+
+def largest_singular_value(w: torch.Tensor) -> float:
+    """sigma_max(w) = ||w||_2: the most one multiplication by ``w`` can stretch a vector."""
+    return float(torch.linalg.matrix_norm(w.to(torch.float64), ord=2))
+
+
+def nonnormal_example(H: int = 32, rho: float = 0.9, coupling: float = 0.2) -> torch.Tensor:
+    """A recurrent matrix whose spectral radius is ``rho`` but whose powers first grow: a leaky delay line.
+
+    W = rho * I + coupling * S, with S the shift that lets unit j+1 feed unit j. W is triangular, so
+    every eigenvalue equals ``rho``; it is *non-normal* (W W^T != W^T W), so sigma_max = ||W||_2 is
+    close to rho + coupling, and ||W^k|| can exceed 1 for many steps although rho < 1.
+    """
+    if H < 2:
+        raise ValueError(f"the delay line needs H >= 2 units, got {H}")
+    eye = torch.eye(H, dtype=torch.float64)
+    shift = torch.diag(torch.ones(H - 1, dtype=torch.float64), diagonal=1)
+    return rho * eye + coupling * shift
+
+
+def matrix_power_norms(w: torch.Tensor, k_max: int) -> torch.Tensor:
+    """||W^k||_2 for k = 0 .. k_max (float64): the most a linear RNN's gradient can grow across k steps.
+
+    For every k, rho(W)^k <= ||W^k|| <= sigma_max(W)^k, and ||W^k||^(1/k) -> rho(W) as k grows
+    (Gelfand's formula): the spectral radius is the asymptotic rate, sigma_max the one-step bound.
+    """
+    w = w.to(torch.float64)
+    power = torch.eye(w.shape[0], dtype=torch.float64)
+    norms = []
+    for _ in range(k_max + 1):
+        norms.append(torch.linalg.matrix_norm(power, ord=2))
+        power = power @ w
+    return torch.stack(norms)

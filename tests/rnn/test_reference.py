@@ -240,3 +240,37 @@ def test_gradient_norms_over_lag_vanish_for_small_and_explode_for_large_radius()
     assert float(small[0]) == pytest.approx(1.0) and float(large[0]) == pytest.approx(1.0)
     assert float(small[-1]) < 1e-10
     assert float(large[-1]) > 1e2
+
+
+def test_nonnormal_example_has_radius_rho_but_powers_that_grow():
+    """rho = 0.9 is not a bound: the leaky delay line's powers exceed 1 for dozens of steps, then decay at rate rho."""
+    from course_lib.rnn import largest_singular_value, matrix_power_norms, nonnormal_example
+
+    w = nonnormal_example(H=32, rho=0.9, coupling=0.2)
+    assert spectral_radius(w) == pytest.approx(0.9, abs=1e-12)
+    assert not torch.allclose(w @ w.T, w.T @ w), "the example is non-normal"
+    norms = matrix_power_norms(w, 600)
+    expected = torch.stack([torch.linalg.matrix_norm(torch.linalg.matrix_power(w, k), ord=2) for k in (0, 1, 7, 50)])
+    assert_close(norms[[0, 1, 7, 50]], expected, name="||W^k||")
+    sigma = largest_singular_value(w)
+    k = torch.arange(601, dtype=torch.float64)
+    assert bool((norms <= sigma**k * (1 + 1e-9)).all()), "sigma_max^k bounds ||W^k||"
+    assert bool((norms >= 0.9**k * (1 - 1e-9)).all()), "rho^k is a lower bound of ||W^k||"
+    assert float(norms[50]) > 1.0 > 0.9**50
+    # Gelfand: ||W^k||^(1/k) -> rho; after the transient the decay rate approaches 0.9
+    assert float(norms[600] / norms[599]) == pytest.approx(0.9, abs=0.05)
+
+
+def test_nonnormal_example_rejects_a_single_unit():
+    from course_lib.rnn import nonnormal_example
+
+    with pytest.raises(ValueError, match="H >= 2"):
+        nonnormal_example(H=1)
+
+
+def test_matrix_power_norms_of_a_normal_matrix_are_rho_to_the_k():
+    from course_lib.rnn import matrix_power_norms
+
+    q, _ = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+    w = q @ torch.diag(torch.linspace(-0.8, 0.5, 8, dtype=torch.float64)) @ q.T  # symmetric: normal
+    assert_close(matrix_power_norms(w, 20), 0.8 ** torch.arange(21, dtype=torch.float64), name="||W^k||")
