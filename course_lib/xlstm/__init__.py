@@ -4,6 +4,15 @@ Readable PyTorch references of every form, side by side with one signature per f
 ``slstm.py`` and ``mlstm.py``.
 """
 
+from course_lib.xlstm.mlstm import (
+    MLSTM_FORMS,
+    log_decay_matrix,
+    mlstm_chunkwise,
+    mlstm_parallel,
+    mlstm_parallel_stopgrad,
+    mlstm_recurrent,
+    mlstm_step,
+)
 from course_lib.xlstm.slstm import (
     SLSTMBlock,
     SLSTMLayer,
@@ -20,6 +29,13 @@ from course_lib.xlstm.slstm import (
 )
 
 __all__ = [
+    "MLSTM_FORMS",
+    "log_decay_matrix",
+    "mlstm_chunkwise",
+    "mlstm_parallel",
+    "mlstm_parallel_stopgrad",
+    "mlstm_recurrent",
+    "mlstm_step",
     "SLSTMBlock",
     "SLSTMLayer",
     "SLSTMTokenModel",
