@@ -20,6 +20,7 @@ call the built-in") are checked with :meth:`Grader.call_recording` and :meth:`Gr
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import html
 import inspect
@@ -88,23 +89,26 @@ class Mistake:
 
     ``fn`` has the signature of the exercise's reference and returns what the mistaken code would
     return (computed in float64); ``description`` completes the sentence "your output matches what
-    you get when ...".
+    you get when ...". With ``native_dtype`` the mistake runs on the learner's inputs as they are
+    (not cast to float64): for mistakes that only show in float32, such as an overflow.
     """
 
     exercise_id: str
     description: str
     fn: Callable[..., Any] = field(repr=False)
+    native_dtype: bool = False
 
 
 MISTAKES: dict[str, list[Mistake]] = {}
 """Exercise id -> its catalogue of :class:`Mistake`. Filled by the ``@mistake`` decorators."""
 
 
-def mistake(exercise_id: str, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def mistake(exercise_id: str, description: str, *,
+            native_dtype: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` as a catalogued mistake of ``exercise_id`` (see :class:`Mistake`)."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        MISTAKES.setdefault(exercise_id, []).append(Mistake(exercise_id, description, fn))
+        MISTAKES.setdefault(exercise_id, []).append(Mistake(exercise_id, description, fn, native_dtype))
         return fn
 
     return register
@@ -283,9 +287,20 @@ def _run_with_timeout(fn: Callable, args: tuple, kwargs: dict, timeout_s: float,
     return box.get("value")
 
 
+def _to_float64(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.double() if v.is_floating_point() else v
+    if isinstance(v, (tuple, list)):
+        return type(v)(_to_float64(o) for o in v)
+    return v
+
+
 def as_float64(args: dict[str, Any]) -> dict[str, Any]:
-    """The same arguments with every floating-point tensor in float64 (for the reference computation)."""
-    return {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in args.items()}
+    """The same arguments with every floating-point tensor in float64 (for the reference computation).
+
+    Tensors inside tuples and lists (an LSTM ``state``, a list of gradients) are converted too.
+    """
+    return {k: _to_float64(v) for k, v in args.items()}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -353,7 +368,12 @@ class Grader:
 
     # ---- structure ------------------------------------------------------------------------
     def check_signature(self, fn: Any, params: Sequence[str]) -> None:
-        """The object is callable and accepts the contract's parameter names (extra defaults allowed)."""
+        """The object is callable and accepts the contract's parameter names (extra defaults allowed).
+
+        Names matter: graders may pass arguments by name. When the learner's function has as many
+        parameters as the contract but some are named differently, the message says which to rename
+        and that renaming is the whole fix.
+        """
         if not callable(fn):
             self.fail("signature", "is a function", f"expected a function, got {type(fn).__name__}")
         try:
@@ -364,6 +384,15 @@ class Grader:
         names = [p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         has_var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
         missing = [p for p in params if p not in names and not has_var_kw]
+        unknown = [n for n in names if n not in params]
+        if missing and len(names) == len(params) and len(unknown) == len(missing):
+            renames = ", ".join(f"{old} to {new}" for old, new in zip(unknown, missing, strict=True))
+            self.fail(
+                "signature",
+                "parameter names",
+                f"your function takes ({', '.join(names)}); the contract names them ({', '.join(params)}). "
+                f"Rename {renames}: that is the whole fix (graders may pass arguments by name)",
+            )
         if missing:
             self.fail(
                 "signature",
@@ -436,13 +465,15 @@ class Grader:
         stage: str = "values",
         args: dict[str, Any] | None = None,
         select: Callable[[Any], Any] | None = None,
+        notes: Callable[[], list[str]] | None = None,
     ) -> None:
         """Type, shape, dtype, finiteness and values of one returned tensor against a float64 reference.
 
         With ``args`` (the reference's keyword arguments for this case), a value failure is diagnosed
         against the exercise's catalogue of mistakes (see :meth:`check_outputs`).
         """
-        self.check_outputs(out, ref, name, case, dtype=dtype, tol=tol, stage=stage, args=args, select=select)
+        self.check_outputs(out, ref, name, case, dtype=dtype, tol=tol, stage=stage, args=args, select=select,
+                           notes=notes)
 
     def check_outputs(
         self,
@@ -456,6 +487,7 @@ class Grader:
         stage: str = "values",
         args: dict[str, Any] | None = None,
         select: Callable[[Any], Any] | None = None,
+        notes: Callable[[], list[str]] | None = None,
     ) -> None:
         """Check every output of one call against the float64 reference ``ref``.
 
@@ -466,11 +498,25 @@ class Grader:
         once. When a value is wrong, the message gives the status of every output (``h ✓, c ✗``) and,
         if ``args`` is given, names the catalogued mistake (:func:`mistake`) that the learner's outputs
         match: ``MISTAKES[exercise](**args)``, passed through ``select`` if given, must reproduce them.
+        A NaN/inf where the reference is finite stops at "finite"; it is diagnosed the same way (a
+        mistake matches when it has its NaN/inf at the same places). ``notes``, if given, is called
+        on a failure and returns extra lines for the message: cheap properties of the learner's
+        outputs that point at the mistake (rows of weights that do not sum to 1, a mask that lets a
+        query see later keys, ...).
         """
         pairs = self._pair_outputs(result, ref, names, case)
         for name, out, r in pairs:
             want = (dtype if dtype is not None else r.dtype) if r.is_floating_point() else r.dtype
-            self._check_structure(out, r, name, case, want)
+            self._check_structure(out, r, name, case, want, finite=False)
+        for name, out, r in pairs:
+            problem = self._non_finite(out, r, name)
+            if problem:
+                lines = [problem]
+                diagnosis = self._diagnose(pairs, args, tol, select) if args is not None else None
+                if diagnosis:
+                    lines.append(f"diagnosis: your output matches what you get when {diagnosis}")
+                lines += self._notes(notes)
+                self.fail("finite", f"{name} has no NaN/inf ({case})", "\n".join(lines))
         label = ", ".join(n for n, _, _ in pairs)
         wants = [((dtype if dtype is not None else r.dtype) if r.is_floating_point() else r.dtype) for _, _, r in pairs]
         shapes = "; ".join(f"{n}: {tuple(o.shape)} {dtype_name(w)}" for (n, o, _), w in zip(pairs, wants, strict=True))
@@ -488,10 +534,26 @@ class Grader:
         diagnosis = self._diagnose(pairs, args, tol, select) if args is not None else None
         if diagnosis:
             lines.append(f"diagnosis: your output matches what you get when {diagnosis}")
-        elif len(pairs) > 1:
-            right = [n for n, e in errors if e is None]
-            lines.append(f"right: {', '.join(right) if right else 'none'}; wrong: {', '.join(n for n, _ in wrong)}")
+        else:
+            if len(pairs) > 1:
+                right = [n for n, e in errors if e is None]
+                lines.append(f"right: {', '.join(right) if right else 'none'}; "
+                             f"wrong: {', '.join(n for n, _ in wrong)}")
+            known = len(MISTAKES.get(self.exercise.id, [])) if args is not None else 0
+            if known:
+                lines.append(f"(none of the {known} common mistakes the grader knows for this exercise "
+                             "gives this output)")
+        lines += self._notes(notes)
         self.fail(stage, f"{label} values ({case})", "\n".join(lines))
+
+    @staticmethod
+    def _notes(notes: Callable[[], list[str]] | None) -> list[str]:
+        if notes is None:
+            return []
+        try:
+            return list(notes())
+        except Exception:  # noqa: BLE001 - a property that cannot be computed on this output says nothing
+            return []
 
     def check_close(self, out: torch.Tensor, ref: torch.Tensor, name: str, case: str,
                     tol: dict | None = None, stage: str = "values") -> None:
@@ -523,7 +585,8 @@ class Grader:
             return [p for o, r, n in zip(result, ref, names, strict=True) for p in self._pair_outputs(o, r, n, case)]
         raise TypeError(f"reference output of type {type(ref).__name__}")
 
-    def _check_structure(self, out: Any, ref: torch.Tensor, name: str, case: str, want: torch.dtype) -> None:
+    def _check_structure(self, out: Any, ref: torch.Tensor, name: str, case: str, want: torch.dtype,
+                         finite: bool = True) -> None:
         if not isinstance(out, torch.Tensor):
             self.fail("types", f"{name} is a tensor ({case})", f"{name} should be a torch.Tensor, got "
                       f"{type(out).__name__}")
@@ -534,20 +597,29 @@ class Grader:
             self.fail("dtype", f"{name} dtype ({case})",
                       f"{name} has dtype {out.dtype}; with these inputs it should be {want} "
                       "(outputs keep the input dtype)")
+        problem = self._non_finite(out, ref, name) if finite else None
+        if problem:
+            self.fail("finite", f"{name} has no NaN/inf ({case})", problem)
+
+    @staticmethod
+    def _non_finite(out: torch.Tensor, ref: torch.Tensor, name: str) -> str | None:
+        """Where ``out`` has NaN/inf and the reference is finite, a description; else None."""
         if out.is_floating_point() or out.is_complex():
             bad = ~torch.isfinite(out.detach()) & torch.isfinite(ref)
             if bool(bad.any()):
                 idx = bad.nonzero()[0].tolist()
-                self.fail("finite", f"{name} has no NaN/inf ({case})",
-                          f"{name} contains {int(bad.sum())} NaN/inf values, the first at index {_fmt_index(idx)}")
+                return f"{name} contains {int(bad.sum())} NaN/inf values, the first at index {_fmt_index(idx)}"
+        return None
 
     def _diagnose(self, pairs: list[tuple[str, Any, torch.Tensor]], args: dict[str, Any], tol: dict | None,
                   select: Callable[[Any], Any] | None) -> str | None:
         """The description of the first catalogued mistake whose outputs the learner's match."""
         for m in MISTAKES.get(self.exercise.id, []):
             try:
+                # A fresh copy of any module argument for each entry: a mistake may change it in place.
+                call_args = {k: copy.deepcopy(v) if isinstance(v, torch.nn.Module) else v for k, v in args.items()}
                 with torch.no_grad():
-                    wrong = m.fn(**as_float64(args))
+                    wrong = m.fn(**(call_args if m.native_dtype else as_float64(call_args)))
                 wrong = select(wrong) if select is not None else wrong
                 wrong_leaves = _flat_tensors(wrong)
             except Exception:  # noqa: BLE001 - a catalogue entry that does not apply to these inputs
@@ -556,8 +628,8 @@ class Grader:
                 continue
             if any(tuple(w.shape) != tuple(o.shape) for w, (_, o, _) in zip(wrong_leaves, pairs, strict=True)):
                 continue
-            matches = all(_value_error(o, w, tol) is None for w, (_, o, _) in zip(wrong_leaves, pairs, strict=True))
-            differs = any(_value_error(w, r, tol) is not None for w, (_, _, r) in zip(wrong_leaves, pairs, strict=True))
+            matches = all(_matches(o, w, tol) for w, (_, o, _) in zip(wrong_leaves, pairs, strict=True))
+            differs = any(not _matches(w, r, tol) for w, (_, _, r) in zip(wrong_leaves, pairs, strict=True))
             if matches and differs:
                 return m.description
         return None
@@ -570,8 +642,10 @@ class Grader:
         out = self.call(record.wrap(fn), case, *args, inference=inference, **kwargs)
         return out, record
 
-    def forbid(self, record: OpRecord, forbidden: dict[str, str], case: str) -> None:
+    def forbid(self, record: OpRecord | Sequence[OpRecord], forbidden: dict[str, str], case: str) -> None:
         """Fail at "rules" if the recorded code called one of ``forbidden`` (name fragment -> what to say).
+
+        ``record`` may be a list of records (several calls, e.g. one per case): one sub-check for all.
 
         Names are matched against torch function names (``torch.lstm_cell``,
         ``torch.nn.functional.scaled_dot_product_attention``, ``torch.autograd.grad``) and ATen
@@ -579,8 +653,10 @@ class Grader:
         ``"autograd"`` matches any use of autograd: ``backward``, ``torch.autograd.grad``, or a result
         that requires grad when the grader called the function without gradients.
         """
+        records = [record] if isinstance(record, OpRecord) else list(record)
         for fragment, why in forbidden.items():
-            hit = record.autograd if fragment == "autograd" else record.find(fragment)
+            hit = next((h for r in records if (h := r.autograd if fragment == "autograd" else r.find(fragment))),
+                       None)
             if hit:
                 self.fail("rules", f"follows the exercise's rules ({case})",
                           f"your function used {hit if isinstance(hit, str) else 'autograd'}: {why}")
@@ -646,6 +722,19 @@ def _spell(names: Any) -> str:
 
 def _count_word(n: int) -> str:
     return {2: "a pair", 3: "a triple"}.get(n, f"a tuple of {n}")
+
+
+def _matches(out: torch.Tensor, other: torch.Tensor, tol: dict | None) -> bool:
+    """``out`` equals ``other`` within tolerance, NaN/inf included (same non-finite values at the same places)."""
+    out, other = out.detach(), other.detach()
+    if out.is_floating_point() and other.is_floating_point():
+        a, b = out.to(torch.float64), other.to(torch.float64)
+        same = (torch.isnan(a) & torch.isnan(b)) | (torch.isinf(a) & (a == b))
+        if bool((~torch.isfinite(a) & ~same).any()) or bool((~torch.isfinite(b) & ~same).any()):
+            return False
+        zero = torch.zeros((), dtype=torch.float64)
+        return _value_error(torch.where(same, zero, a).to(out.dtype), torch.where(same, zero, b), tol) is None
+    return _value_error(out, other, tol) is None
 
 
 def _value_error(out: torch.Tensor, ref: torch.Tensor, tol: dict | None) -> str | None:

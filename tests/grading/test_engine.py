@@ -51,7 +51,33 @@ def test_wrong_parameter_names_fail_at_signature_and_name_the_contract():
 
     result = check("softplus", softplus_wrong, record=False)
     assert stage_of(result) == "signature"
-    assert "missing: x" in result.failure.message
+    assert "your function takes (inputs); the contract names them (x)" in result.failure.message
+    assert "Rename inputs to x: that is the whole fix" in result.failure.message
+
+
+def test_renamed_parameters_are_named_one_by_one():
+    def forget_half_life(b):
+        return -0.6931471805599453 / F.logsigmoid(b)
+
+    result = check("forget_half_life", forget_half_life, record=False)
+    assert stage_of(result) == "signature"
+    assert "Rename b to forget_bias: that is the whole fix" in result.failure.message
+
+    def rnn_cell(x, hidden, w_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+        return ref.rnn_cell(x, hidden, w_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
+
+    result = check("rnn_cell", rnn_cell, record=False)
+    assert "Rename hidden to h, w_ih to weight_ih: that is the whole fix" in result.failure.message
+
+
+def test_a_missing_parameter_is_not_called_a_rename():
+    def rnn_cell(x, h, weight_ih, weight_hh):
+        return ref.rnn_cell(x, h, weight_ih, weight_hh)
+
+    result = check("rnn_cell", rnn_cell, record=False)
+    assert stage_of(result) == "signature"
+    assert "missing: bias_ih, bias_hh, nonlinearity" in result.failure.message
+    assert "whole fix" not in result.failure.message
 
 
 def test_exception_reports_its_type_and_the_learners_line():
