@@ -4,6 +4,12 @@ Readable PyTorch references of every form, side by side with one signature per f
 ``slstm.py`` and ``mlstm.py``.
 """
 
+from course_lib.xlstm.blocks import (
+    MLSTMBlock,
+    XLSTMStack,
+    XLSTMTokenModel,
+    xlstm_pattern,
+)
 from course_lib.xlstm.mlstm import (
     MLSTM_FORMS,
     log_decay_matrix,
@@ -29,6 +35,10 @@ from course_lib.xlstm.slstm import (
 )
 
 __all__ = [
+    "MLSTMBlock",
+    "XLSTMStack",
+    "XLSTMTokenModel",
+    "xlstm_pattern",
     "MLSTM_FORMS",
     "log_decay_matrix",
     "mlstm_chunkwise",
