@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from helpers import assert_passes as _passes
 from helpers import assert_rejected_at as _rejected_at
 from helpers import assert_stub_not_attempted
+from helpers import grade_outcome as _grade
 
 from course_lib.grading import EXERCISES
+from course_lib.grading.core import MISTAKES
 from course_lib.grading.rnn import clip_reference
 from course_lib.rnn import reference as ref
 
@@ -48,6 +50,33 @@ def test_unsolved_stub_is_not_attempted(exercise_id):
     assert_stub_not_attempted(exercise_id, PARAMS[exercise_id])
 
 
+DIAGNOSIS = "your output matches what you get when "
+
+
+def _named(exercise_id, fn, description):
+    """``fn`` is rejected and the feedback names the catalogued mistake ``description``."""
+    passed, stage, text = _grade(exercise_id, fn)
+    assert not passed and stage in ("values", "finite"), text
+    assert DIAGNOSIS + description in text, text
+    return text
+
+
+def _description(exercise_id, fn_name):
+    return next(m.description for m in MISTAKES[exercise_id] if m.fn.__name__ == fn_name)
+
+
+@pytest.mark.parametrize("wrong", [m for e in MODULE_00 + MODULE_01 for m in MISTAKES[e]],
+                         ids=lambda m: f"{m.exercise_id}:{m.fn.__name__}")
+def test_each_catalogued_mistake_is_named(wrong):
+    """Every entry of a catalogue, submitted as a learner's function, is named by its own description."""
+    _named(wrong.exercise_id, wrong.fn, wrong.description)
+
+
+@pytest.mark.parametrize("exercise_id", MODULE_00 + MODULE_01)
+def test_every_exercise_has_a_catalogue(exercise_id):
+    assert len(MISTAKES[exercise_id]) >= 4
+
+
 # --------------------------------------------------------------------------------------------
 # softplus (module 00)
 # --------------------------------------------------------------------------------------------
@@ -83,6 +112,23 @@ def test_softplus_mistakes_are_rejected(fn, stage):
 def test_softplus_naive_feedback_names_the_overflow_input():
     text = _rejected_at("softplus", lambda x: torch.log(1 + torch.exp(x)), "finite")
     assert "x with entries from -1000 to 1000, float32" in text
+
+
+@pytest.mark.parametrize("fn, mistake", [
+    (lambda x: torch.log(1 + torch.exp(x)), "_softplus_naive"),
+    (lambda x: torch.log1p(torch.exp(x)), "_softplus_naive"),
+    (torch.relu, "_softplus_relu_only"),
+    (torch.log1p, "_softplus_no_exp"),
+    (lambda x: torch.log1p(torch.exp(-torch.abs(x))), "_softplus_no_max"),
+], ids=["naive", "log1p(exp)", "relu", "log1p(x)", "no max"])
+def test_softplus_mistakes_are_named(fn, mistake):
+    _named("softplus", lambda x: fn(x), _description("softplus", mistake))
+
+
+def test_softplus_mistake_outside_the_catalogue_says_none_matched():
+    passed, stage, text = _grade("softplus", lambda x: torch.log(1 + torch.exp(x.clamp(max=80))))
+    assert stage == "values" and "diagnosis" not in text
+    assert "none of the 6 common mistakes the grader knows for this exercise gives this output" in text
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,10 +197,39 @@ def rnn_cell_linear(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonl
     return torch.tanh(a) if nonlinearity == "tanh" else F.relu(a)
 
 
-@pytest.mark.parametrize("fn", [rnn_cell_per_unit, rnn_cell_torch_op, rnn_cell_linear, make_cell()],
-                         ids=["per unit", "torch op", "F.linear", "configurable"])
+@pytest.mark.parametrize("fn", [rnn_cell_per_unit, rnn_cell_linear, make_cell()],
+                         ids=["per unit", "F.linear", "configurable"])
 def test_rnn_cell_other_correct_versions_pass(fn):
     _passes("rnn_cell", fn)
+
+
+def rnn_cell_module(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Right numbers, forbidden means: nn.RNNCell with the given weights."""
+    H, I = weight_ih.shape
+    cell = torch.nn.RNNCell(I, H, bias=bias_ih is not None, nonlinearity=nonlinearity, dtype=x.dtype)
+    params = {"weight_ih": weight_ih, "weight_hh": weight_hh}
+    if bias_ih is not None:
+        params.update(bias_ih=bias_ih, bias_hh=bias_hh)
+    return torch.func.functional_call(cell, params, (x, h))
+
+
+@pytest.mark.parametrize("fn, builtin", [(rnn_cell_torch_op, "torch.rnn_tanh_cell"),
+                                         (rnn_cell_module, "torch.rnn_tanh_cell")], ids=["torch op", "nn.RNNCell"])
+def test_rnn_cell_builtins_are_caught_by_the_rules(fn, builtin):
+    text = _rejected_at("rnn_cell", fn, "rules")
+    assert f"your function used {builtin}" in text and "write the RNN step yourself" in text
+
+
+@pytest.mark.parametrize("mistake, name", [
+    (dict(act="none"), "_cell_no_activation"),
+    (dict(act_where="input_only"), "_cell_activation_on_input_only"),
+    (dict(bias_ih_twice=True), "_cell_bias_ih_twice_plus_hh"),
+    (dict(drop_bias_hh=True), "_cell_no_bias_hh"),
+    (dict(transpose_hh=True), "_cell_w_hh_transposed"),
+    (dict(act="always_tanh"), "_cell_always_tanh"),
+], ids=["no tanh", "tanh misplaced", "bias twice", "no bias_hh", "W_hh transposed", "relu ignored"])
+def test_rnn_cell_mistakes_are_named(mistake, name):
+    _named("rnn_cell", make_cell(**mistake), _description("rnn_cell", name))
 
 
 @pytest.mark.parametrize("mistake, stage", [
@@ -237,10 +312,30 @@ def rnn_precomputed_inputs(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=No
     return torch.stack(outs, dim=1), h
 
 
-@pytest.mark.parametrize("fn", [rnn_via_torch, rnn_precomputed_inputs, make_rnn()],
-                         ids=["nn.RNN", "precomputed inputs", "configurable"])
+@pytest.mark.parametrize("fn", [rnn_precomputed_inputs, make_rnn()], ids=["precomputed inputs", "configurable"])
 def test_rnn_other_correct_versions_pass(fn):
     _passes("rnn", fn)
+
+
+def test_rnn_with_nn_rnn_is_caught_by_the_rules():
+    text = _rejected_at("rnn", rnn_via_torch, "rules")
+    assert "your function used torch.rnn_tanh" in text
+
+
+@pytest.mark.parametrize("mistake, name", [
+    (dict(carry=False), "_rnn_not_carried"),
+    (dict(h_n="first"), "_rnn_hn_first"),
+    (dict(h_n="h0"), "_rnn_hn_h0"),
+    (dict(out="shifted"), "_rnn_out_shifted"),
+    (dict(nonlinearity="tanh"), "_rnn_always_tanh"),
+], ids=["not carried", "h_n first", "h_n = h0", "out shifted", "relu ignored"])
+def test_rnn_mistakes_are_named(mistake, name):
+    _named("rnn", make_rnn(**mistake), _description("rnn", name))
+
+
+def test_rnn_feedback_gives_the_status_of_both_outputs():
+    text = _named("rnn", make_rnn(h_n="first"), _description("rnn", "_rnn_hn_first"))
+    assert "status: out ✓, h_n ✗" in text
 
 
 @pytest.mark.parametrize("mistake, stage", [
@@ -350,6 +445,51 @@ def test_rnn_bptt_mistakes_are_rejected(mistake, stage):
     _rejected_at("rnn_bptt", make_bptt(**mistake), stage)
 
 
+@pytest.mark.parametrize("mistake, fragment", [
+    (dict(stop_at=1), "the backward loop stops one step short"),
+    (dict(deriv_at="h_prev"), "φ′ is evaluated at the previous state h_{t-1}"),
+    (dict(drop_h0=True), "the gradient of h0 is left at zero"),
+    (dict(bias_last_only=True), "the bias gradients take ε from the last step only"),
+    (dict(grad_out_last_only=True), "grad_out enters at the last step only"),
+    (dict(deriv="tanh"), "nonlinearity='relu' is ignored"),
+], ids=["one step short", "tanh' at h_{t-1}", "no h0 grad", "bias last step", "grad_out last only", "relu ignored"])
+def test_rnn_bptt_mistakes_are_named(mistake, fragment):
+    passed, stage, text = _grade("rnn_bptt", make_bptt(**mistake))
+    assert stage == "values" and DIAGNOSIS + fragment in text, text
+
+
+def test_rnn_bptt_status_lists_every_gradient():
+    text = _grade("rnn_bptt", make_bptt(drop_h0=True))[2]
+    assert ("status: grad['x'] ✓, grad['h0'] ✗, grad['weight_ih'] ✓, grad['weight_hh'] ✓, grad['bias_ih'] ✓, "
+            "grad['bias_hh'] ✓") in text
+
+
+def rnn_bptt_autograd_switched_back_on(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
+    """Right numbers, forbidden means: autograd re-enabled inside the grader's inference mode."""
+    with torch.inference_mode(False), torch.enable_grad():
+        leaves = [t.clone().requires_grad_(True) for t in (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)]
+        out, _ = ref.rnn(*leaves, nonlinearity=nonlinearity)
+        grads = torch.autograd.grad((out * grad_out.clone()).sum(), leaves)
+    return {k: gr.detach() for k, gr in zip(("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"), grads,
+                                             strict=True)}
+
+
+def rnn_bptt_backward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
+    """The same with .backward() and .grad."""
+    with torch.inference_mode(False), torch.enable_grad():
+        leaves = [t.clone().requires_grad_(True) for t in (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)]
+        out, _ = ref.rnn(*leaves, nonlinearity=nonlinearity)
+        (out * grad_out.clone()).sum().backward()
+    return {k: t.grad for k, t in zip(("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"), leaves,
+                                      strict=True)}
+
+
+@pytest.mark.parametrize("fn", [rnn_bptt_autograd_switched_back_on, rnn_bptt_backward], ids=["grad", "backward"])
+def test_rnn_bptt_autograd_is_caught_by_the_rules(fn):
+    text = _rejected_at("rnn_bptt", fn, "rules")
+    assert "backpropagate by hand, without autograd" in text
+
+
 def test_rnn_bptt_missing_key_fails_at_types():
     def rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
         grads = ref.rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity)
@@ -427,3 +567,12 @@ def clip_concatenated(grads, max_norm):
 ], ids=["per tensor", "always scale", "no sqrt", "by value", "in place", "flat tensor"])
 def test_clip_grad_norm_mistakes_are_rejected(fn, stage):
     _rejected_at("clip_grad_norm", fn, stage)
+
+
+@pytest.mark.parametrize("fn, name", [
+    (clip_per_tensor, "_clip_per_tensor"), (clip_always, "_clip_always"), (clip_without_sqrt, "_clip_no_sqrt"),
+    (clip_by_value, "_clip_by_value"),
+], ids=["per tensor", "always scale", "no sqrt", "by value"])
+def test_clip_grad_norm_mistakes_are_named(fn, name):
+    text = _named("clip_grad_norm", fn, _description("clip_grad_norm", name))
+    assert "status: grads[0] " in text
