@@ -1,7 +1,9 @@
 """Module 03: scaled dot-product attention, its blocked (online-softmax) form, and attention layers.
 
 ``reference`` holds the readable PyTorch code; ``layers`` multi-head attention and a tiny
-transformer; ``plots`` the lecture's figures and the interactive weight view.
+transformer; ``plots`` the lecture's figures and the interactive weight view; ``kernels`` the
+flash-attention Triton kernels (``flash_attention``, imported on first use because Triton is
+Linux-only).
 """
 
 from course_lib.attention.layers import (
@@ -23,6 +25,16 @@ from course_lib.attention.reference import (
     split_heads,
 )
 
+
+
+def __getattr__(name: str):
+    if name == "flash_attention":
+        from course_lib.attention.kernels import flash_attention
+
+        return flash_attention
+    raise AttributeError(f"module 'course_lib.attention' has no attribute {name!r}")
+
+
 __all__ = [
     "LSTMTokenModel",
     "MultiHeadAttention",
@@ -32,6 +44,7 @@ __all__ = [
     "attention_weights_bytes",
     "causal_mask",
     "count_parameters",
+    "flash_attention",
     "merge_heads",
     "online_softmax_attention",
     "scale_sweep",
