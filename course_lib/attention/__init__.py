@@ -26,7 +26,6 @@ from course_lib.attention.reference import (
 )
 
 
-
 def __getattr__(name: str):
     if name == "flash_attention":
         from course_lib.attention.kernels import flash_attention
