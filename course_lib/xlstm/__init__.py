@@ -1,7 +1,8 @@
 """xLSTM: the sLSTM (exponential gating, memory mixing) and the mLSTM (a matrix memory).
 
 Readable PyTorch references of every form, side by side with one signature per family; see
-``slstm.py`` and ``mlstm.py``.
+``slstm.py`` and ``mlstm.py``; ``kernels.py`` holds the chunkwise mLSTM forward as Triton kernels
+(``mlstm_chunkwise_triton``, imported on first use because Triton is Linux-only).
 """
 
 from course_lib.xlstm.blocks import (
@@ -34,6 +35,15 @@ from course_lib.xlstm.slstm import (
     stabilise,
 )
 
+
+def __getattr__(name: str):
+    if name == "mlstm_chunkwise_triton":
+        from course_lib.xlstm.kernels import mlstm_chunkwise_triton
+
+        return mlstm_chunkwise_triton
+    raise AttributeError(f"module 'course_lib.xlstm' has no attribute {name!r}")
+
+
 __all__ = [
     "MLSTMBlock",
     "XLSTMStack",
@@ -42,6 +52,7 @@ __all__ = [
     "MLSTM_FORMS",
     "log_decay_matrix",
     "mlstm_chunkwise",
+    "mlstm_chunkwise_triton",
     "mlstm_parallel",
     "mlstm_parallel_stopgrad",
     "mlstm_recurrent",
