@@ -2,13 +2,118 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from course_lib.grading.core import Grader, as_float64, check_gradients, dtype_name, exercise
+from course_lib.grading.core import (
+    MISTAKES,
+    Grader,
+    _value_error,
+    as_float64,
+    check_gradients,
+    dtype_name,
+    exercise,
+    mistake,
+)
 from course_lib.lstm import reference as ref
 
 CELL_PARAMS = ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+
+# The statement of module 02 says: do not call torch.nn.LSTM, nn.LSTMCell or torch.lstm_cell (they run
+# torch.lstm / torch.lstm_cell inside).
+LSTM_BUILTINS = {"lstm": "the exercise is to write the LSTM yourself; torch.nn.LSTM, nn.LSTMCell and "
+                         "torch.lstm_cell do it for you"}
+
+
+# --------------------------------------------------------------------------------------------
+# The catalogues of lstm_cell and lstm: one cell with switches, each mistake one switch away
+# --------------------------------------------------------------------------------------------
+
+
+def _cell_variant(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, order="ifgo", g_act="tanh",
+                  h_from="tanh_c_new", old_cell="forget", input_gate=True, biases="both", swap_out=False):
+    H = weight_hh.shape[1]
+    h, c = state if state is not None else (x.new_zeros(x.shape[0], H), x.new_zeros(x.shape[0], H))
+    a = x @ weight_ih.T + h @ weight_hh.T
+    if bias_ih is not None and biases in ("both", "ih"):
+        a = a + bias_ih
+    if bias_hh is not None and biases in ("both", "hh"):
+        a = a + bias_hh
+    pre = dict(zip(order, a.chunk(4, dim=-1), strict=True))
+    i, f, o = torch.sigmoid(pre["i"]), torch.sigmoid(pre["f"]), torch.sigmoid(pre["o"])
+    g = torch.tanh(pre["g"]) if g_act == "tanh" else torch.sigmoid(pre["g"])
+    kept = {"forget": f * c, "none": torch.zeros_like(c), "ungated": c}[old_cell]
+    c_new = kept + (i * g if input_gate else g)
+    h_new = o * {"tanh_c_new": torch.tanh(c_new), "tanh_c_old": torch.tanh(c), "c_new": c_new}[h_from]
+    return (c_new, h_new) if swap_out else (h_new, c_new)
+
+
+_CELL_MISTAKES = [
+    ("the input and forget gates are swapped: rows 0:H are used as f and rows H:2H as i (the order is i, f, g, o)",
+     dict(order="figo")),
+    ("the cell candidate g and the output gate o are swapped: the gates are read in the order i, f, o, g instead "
+     "of i, f, g, o", dict(order="ifog")),
+    ("the cell candidate g goes through a sigmoid instead of tanh", dict(g_act="sigmoid")),
+    ("h_t = o_t ⊙ c_t: the tanh of the cell is missing", dict(h_from="c_new")),
+    ("h_t = o_t ⊙ tanh(c_{t-1}): the tanh is taken of the old cell instead of the new one",
+     dict(h_from="tanh_c_old")),
+    ("the forget gate is ignored and the old cell dropped: c_t = i_t ⊙ g_t", dict(old_cell="none")),
+    ("the old cell is kept without the forget gate: c_t = c_{t-1} + i_t ⊙ g_t", dict(old_cell="ungated")),
+    ("the input gate is ignored: c_t = f_t ⊙ c_{t-1} + g_t", dict(input_gate=False)),
+    ("bias_hh is left out (only bias_ih is added)", dict(biases="ih")),
+    ("bias_ih is left out (only bias_hh is added)", dict(biases="hh")),
+]
+
+
+def _register_cell_mistakes() -> None:
+    for description, switches in _CELL_MISTAKES + [("the pair is returned as (c, h) instead of (h, c)",
+                                                    dict(swap_out=True))]:
+        def wrong(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, _s=switches):
+            return _cell_variant(x, state, weight_ih, weight_hh, bias_ih, bias_hh, **_s)
+
+        wrong.__name__ = wrong.__qualname__ = "lstm_cell_" + "_".join(f"{k}_{v}" for k, v in switches.items())
+        mistake("lstm_cell", description)(wrong)
+
+
+def _seq_variant(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, cell=None, carry="both",
+                 out_is_c=False, swap_state=False, ignore_state=False):
+    B, S, _ = x.shape
+    H = weight_hh.shape[1]
+    start = (x.new_zeros(B, H), x.new_zeros(B, H)) if state is None or ignore_state else state
+    h, c = start
+    outs = []
+    for t in range(S):
+        prev = {"both": (h, c), "none": start, "h_only": (h, start[1])}[carry]
+        h, c = _cell_variant(x[:, t], prev, weight_ih, weight_hh, bias_ih, bias_hh, **(cell or {}))
+        outs.append(c if out_is_c else h)
+    return torch.stack(outs, dim=1), ((c, h) if swap_state else (h, c))
+
+
+_SEQ_MISTAKES = [
+    ("the state is not carried: every step starts again from the initial state", dict(carry="none")),
+    ("only h is carried from step to step: c restarts from c0 at every step", dict(carry="h_only")),
+    ("out collects the cell states c_t instead of the hidden states h_t", dict(out_is_c=True)),
+    ("the final state is returned as (c_n, h_n) instead of (h_n, c_n)", dict(swap_state=True)),
+    ("the given state is ignored: the loop starts from zeros", dict(ignore_state=True)),
+] + [("inside the cell, " + description, dict(cell=switches)) for description, switches in _CELL_MISTAKES]
+
+
+def _register_seq_mistakes() -> None:
+    for description, switches in _SEQ_MISTAKES:
+        def wrong(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, _s=switches):
+            return _seq_variant(x, state, weight_ih, weight_hh, bias_ih, bias_hh, **_s)
+
+        name = "_".join(f"{k}_{v}" for k, v in switches.get("cell", switches).items())
+        wrong.__name__ = wrong.__qualname__ = "lstm_" + name.replace("'", "").replace(" ", "")
+        mistake("lstm", description)(wrong)
+
+
+_register_cell_mistakes()
+_register_seq_mistakes()
 
 
 def _lstm_inputs(g: Grader, B: int, I: int, H: int, S: int | None, dtype=torch.float64) -> dict:
@@ -37,6 +142,7 @@ def _with_state(fn):
                                 "x (B, I), state = (h, c) each (B, H) or None; weights stacked i, f, g, o")
 def grade_lstm_cell(g: Grader, fn) -> None:
     g.check_signature(fn, CELL_PARAMS)
+    records = []
     cases = [(3, 4, 5, torch.float64, "state"), (2, 3, 6, torch.float32, "state"),
              (3, 4, 5, torch.float64, "no biases"), (2, 5, 3, torch.float64, "state=None")]
     for B, I, H, dtype, variant in cases:
@@ -45,16 +151,15 @@ def grade_lstm_cell(g: Grader, fn) -> None:
             a["bias_ih"] = a["bias_hh"] = None
         state = None if variant == "state=None" else (a["h"], a["c"])
         case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}" + ("" if variant == "state" else f", {variant}")
-        result = g.call(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
-        g.expect_pair(result, "(h, c)", case)
-        a64 = as_float64(a)
-        state64 = None if state is None else (a64["h"], a64["c"])
-        h_ref, c_ref = ref.lstm_cell(a64["x"], state64, a64["weight_ih"], a64["weight_hh"], a64["bias_ih"],
-                                     a64["bias_hh"])
-        g.check_tensor(result[0], h_ref, "h", case, dtype=dtype)
-        g.check_tensor(result[1], c_ref, "c", case, dtype=dtype)
+        result, record = g.call_recording(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"],
+                                          a["bias_hh"])
+        records.append(record)
+        args = dict(x=a["x"], state=state, weight_ih=a["weight_ih"], weight_hh=a["weight_hh"], bias_ih=a["bias_ih"],
+                    bias_hh=a["bias_hh"])
+        g.check_outputs(result, ref.lstm_cell(**as_float64(args)), ("h", "c"), case, dtype=dtype, args=args)
     a = _lstm_inputs(g, 3, 4, 5, None)
     check_gradients(g, _with_state(fn), _with_state(ref.lstm_cell), "B=3, I=4, H=5, float64", a, wrt=list(a))
+    g.forbid(records, LSTM_BUILTINS, "every case")
 
 
 @exercise("lstm", module="02", title="An LSTM over a whole sequence", points=2, difficulty="easy", minutes=10,
@@ -62,6 +167,7 @@ def grade_lstm_cell(g: Grader, fn) -> None:
                     "(h_n, c_n)), x (B, S, I), state = (h0, c0) each (B, H) or None for zeros")
 def grade_lstm(g: Grader, fn) -> None:
     g.check_signature(fn, CELL_PARAMS)
+    records = []
     cases = [(2, 7, 3, 4, torch.float64, "state"), (3, 5, 2, 6, torch.float32, "state"),
              (2, 6, 4, 3, torch.float64, "state=None"), (2, 5, 3, 4, torch.float64, "no biases"),
              (1, 1, 3, 4, torch.float64, "state")]
@@ -71,18 +177,60 @@ def grade_lstm(g: Grader, fn) -> None:
             a["bias_ih"] = a["bias_hh"] = None
         state = None if variant == "state=None" else (a["h"], a["c"])
         case = f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}" + ("" if variant == "state" else f", {variant}")
-        result = g.call(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
-        g.expect_pair(result, "(out, (h_n, c_n))", case)
-        g.expect_pair(result[1], "(h_n, c_n) as the second element", case)
-        a64 = as_float64(a)
-        state64 = None if state is None else (a64["h"], a64["c"])
-        out_ref, (hn_ref, cn_ref) = ref.lstm(a64["x"], state64, a64["weight_ih"], a64["weight_hh"],
-                                             a64["bias_ih"], a64["bias_hh"])
-        g.check_tensor(result[0], out_ref, "out", case, dtype=dtype)
-        g.check_tensor(result[1][0], hn_ref, "h_n", case, dtype=dtype)
-        g.check_tensor(result[1][1], cn_ref, "c_n", case, dtype=dtype)
+        result, record = g.call_recording(fn, case, a["x"], state, a["weight_ih"], a["weight_hh"], a["bias_ih"],
+                                          a["bias_hh"])
+        records.append(record)
+        args = dict(x=a["x"], state=state, weight_ih=a["weight_ih"], weight_hh=a["weight_hh"], bias_ih=a["bias_ih"],
+                    bias_hh=a["bias_hh"])
+        g.check_outputs(result, ref.lstm(**as_float64(args)), ("out", ("h_n", "c_n")), case, dtype=dtype, args=args)
     a = _lstm_inputs(g, 2, 3, 4, 6)
     check_gradients(g, _with_state(fn), _with_state(ref.lstm), "B=2, S=6, I=3, H=4, float64", a, wrt=list(a))
+    g.forbid(records, LSTM_BUILTINS, "every case")
+
+
+# --------------------------------------------------------------------------------------------
+# cec_gradient
+# --------------------------------------------------------------------------------------------
+
+
+@mistake("cec_gradient", "the pre-activations are multiplied without the sigmoid: ∏ f̃_t instead of ∏ σ(f̃_t)")
+def _cec_no_sigmoid(f_pre):
+    return f_pre.prod(dim=1)
+
+
+@mistake("cec_gradient", "the gates are summed over the steps instead of multiplied")
+def _cec_sum(f_pre):
+    return torch.sigmoid(f_pre).sum(dim=1)
+
+
+@mistake("cec_gradient", "the gates are averaged over the steps instead of multiplied")
+def _cec_mean(f_pre):
+    return torch.sigmoid(f_pre).mean(dim=1)
+
+
+@mistake("cec_gradient", "1 − σ(f̃_t) is multiplied (the fraction forgotten) instead of σ(f̃_t) (the fraction kept)")
+def _cec_one_minus(f_pre):
+    return (1 - torch.sigmoid(f_pre)).prod(dim=1)
+
+
+@mistake("cec_gradient", "the sigmoid is taken of the summed pre-activations: σ(Σ f̃_t) instead of ∏ σ(f̃_t)")
+def _cec_sigmoid_of_sum(f_pre):
+    return torch.sigmoid(f_pre.sum(dim=1))
+
+
+@mistake("cec_gradient", "the product leaves out the first step (f_pre[:, 1:])")
+def _cec_first_dropped(f_pre):
+    return torch.sigmoid(f_pre[:, 1:]).prod(dim=1)
+
+
+@mistake("cec_gradient", "the product leaves out the last step (f_pre[:, :-1])")
+def _cec_last_dropped(f_pre):
+    return torch.sigmoid(f_pre[:, :-1]).prod(dim=1)
+
+
+@mistake("cec_gradient", "the sum of log σ(f̃_t) is returned without the final exp (the log of the answer)")
+def _cec_log(f_pre):
+    return F.logsigmoid(f_pre).sum(dim=1)
 
 
 @exercise("cec_gradient", module="02", title="The constant error carousel: dc_S/dc_0 along the cell path",
@@ -97,9 +245,46 @@ def grade_cec_gradient(g: Grader, fn) -> None:
         f_pre = g.randn(B, S, H, dtype=dtype, scale=scale) + offset
         case = f"f_pre: ({B}, {S}, {H}) {dtype_name(dtype)}" + (f", forget bias {offset:g}" if offset else "")
         out = g.call(fn, case, f_pre)
-        g.check_tensor(out, ref.cec_gradient(f_pre.double()), "dc_S/dc_0", case, dtype=dtype)
+        g.check_tensor(out, ref.cec_gradient(f_pre.double()), "dc_S/dc_0", case, dtype=dtype, args=dict(f_pre=f_pre))
     f_pre = g.randn(2, 6, 3)
     check_gradients(g, fn, ref.cec_gradient, "f_pre: (2, 6, 3) float64", {"f_pre": f_pre}, wrt=["f_pre"])
+
+
+# --------------------------------------------------------------------------------------------
+# forget_half_life
+# --------------------------------------------------------------------------------------------
+
+
+@mistake("forget_half_life", "log(sigmoid(b)) is computed in float32: σ(b) rounds to 1.0 for b ≳ 17, log(1.0) = 0 "
+         "and the half-life becomes infinite; F.logsigmoid(b) computes log σ(b) without that rounding",
+         native_dtype=True)
+def _half_life_rounded_sigmoid(forget_bias):
+    return math.log(0.5) / torch.log(torch.sigmoid(forget_bias))
+
+
+@mistake("forget_half_life", "the mean lifetime 1/(1 − σ(b)) is computed instead of the half-life")
+def _half_life_mean_lifetime(forget_bias):
+    return 1 / (1 - torch.sigmoid(forget_bias))
+
+
+@mistake("forget_half_life", "the e-folding time −1/log σ(b) is computed: the log(1/2) in the numerator is missing")
+def _half_life_e_folding(forget_bias):
+    return -1 / F.logsigmoid(forget_bias)
+
+
+@mistake("forget_half_life", "the logarithm is taken of the bias b instead of the gate σ(b)")
+def _half_life_log_of_bias(forget_bias):
+    return math.log(0.5) / torch.log(forget_bias)
+
+
+@mistake("forget_half_life", "the ratio is upside down: log σ(b) / log(1/2) instead of log(1/2) / log σ(b)")
+def _half_life_inverted(forget_bias):
+    return F.logsigmoid(forget_bias) / math.log(0.5)
+
+
+@mistake("forget_half_life", "σ(b)^(1/2) is computed instead of solving σ(b)^n = 1/2 for n")
+def _half_life_sqrt(forget_bias):
+    return torch.sigmoid(forget_bias) ** 0.5
 
 
 @exercise("forget_half_life", module="02", title="How long a forget gate remembers", points=1,
@@ -110,10 +295,14 @@ def grade_forget_half_life(g: Grader, fn) -> None:
     g.check_signature(fn, ["forget_bias"])
     cases = [(torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64), "forget_bias = [0, 1, 3], float64"),
              (g.randn(4, 5, scale=2.0).to(torch.float32), "forget_bias: (4, 5) float32"),
-             (torch.tensor([-4.0, 6.0, 10.0], dtype=torch.float64), "forget_bias = [-4, 6, 10], float64")]
+             (torch.tensor([-4.0, 6.0, 10.0], dtype=torch.float64), "forget_bias = [-4, 6, 10], float64"),
+             # The statement's warning: in float32 σ(b) is 1.0 for b >= 17, so log(sigmoid(b)) is 0 there.
+             (torch.tensor([-2.0, 5.0, 17.0, 20.0, 30.0], dtype=torch.float32),
+              "forget_bias = [-2, 5, 17, 20, 30], float32 (σ(b) rounds to 1.0 from b = 17 on)")]
     for b, case in cases:
         out = g.call(fn, case, b)
-        g.check_tensor(out, ref.forget_half_life(b.double()), "half-life", case, dtype=b.dtype)
+        g.check_tensor(out, ref.forget_half_life(b.double()), "half-life", case, dtype=b.dtype,
+                       args=dict(forget_bias=b))
     b = torch.tensor([0.5, 2.0], dtype=torch.float64)
     n = g.call(fn, "forget_bias = [0.5, 2], float64", b).detach().double()
     kept = torch.sigmoid(b) ** n
@@ -133,6 +322,79 @@ def _make_lstm(g: Grader, I: int, H: int, layers: int, bidirectional: bool, dtyp
 
 def _snapshot(module: nn.Module) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
     return {n: (p, p.detach().clone()) for n, p in module.named_parameters()}
+
+
+# --------------------------------------------------------------------------------------------
+# init_forget_bias: the mistakes change a module in place, as the learner's code does; the grader
+# applies each to a copy of the module as it was and compares every parameter with the learner's.
+# --------------------------------------------------------------------------------------------
+
+
+def _set_bias_rows(lstm_module, value, *, rows=(1, 2), hh="zero", layers="all", whole=False):
+    H = lstm_module.hidden_size
+    lo, hi = rows[0] * H, rows[1] * H
+    with torch.no_grad():
+        for name, p in lstm_module.named_parameters():
+            if not name.startswith("bias") or (layers == "first" and "_l0" not in name) or (
+                    layers == "forward" and name.endswith("_reverse")):
+                continue
+            is_ih = name.startswith("bias_ih")
+            target = p if whole else p[lo:hi]
+            if is_ih:
+                target.fill_(value)
+            elif hh == "zero":
+                target.zero_()
+            elif hh == "value":
+                target.fill_(value)
+    return lstm_module
+
+
+_INIT_MISTAKES = [
+    ("the input-gate rows 0:H are set instead of the forget-gate rows H:2H (rows are stacked i, f, g, o)",
+     dict(rows=(0, 1))),
+    ("the candidate rows 2H:3H are set instead of the forget-gate rows H:2H (rows are stacked i, f, g, o)",
+     dict(rows=(2, 3))),
+    ("the output-gate rows 3H:4H are set instead of the forget-gate rows H:2H (rows are stacked i, f, g, o)",
+     dict(rows=(3, 4))),
+    ("value goes into bias_ih but bias_hh keeps its forget rows: the gate sees value + bias_hh", dict(hh="keep")),
+    ("value goes into both bias_ih and bias_hh: the gate sees 2 × value", dict(hh="value")),
+    ("only layer 0 is changed: the biases of the other layers keep their values", dict(layers="first")),
+    ("the reverse direction (the *_reverse biases) is left unchanged", dict(layers="forward")),
+    ("the whole bias vectors are overwritten, not only the forget rows H:2H", dict(whole=True)),
+]
+for _description, _switches in _INIT_MISTAKES:
+    def _wrong_init(lstm_module, value, _s=_switches):
+        return _set_bias_rows(lstm_module, value, **_s)
+
+    _wrong_init.__name__ = _wrong_init.__qualname__ = "init_forget_bias_" + "_".join(
+        f"{k}_{v}" for k, v in _switches.items()).replace("(", "").replace(")", "").replace(", ", "_")
+    mistake("init_forget_bias", _description)(_wrong_init)
+
+
+def _init_diagnosis(module: nn.LSTM, before: dict, value: float) -> str | None:
+    """The first catalogued mistake that, applied to the module as it was, gives the learner's parameters."""
+    for m in MISTAKES.get("init_forget_bias", []):
+        fresh = copy.deepcopy(module)
+        with torch.no_grad():
+            for name, p in fresh.named_parameters():
+                p.copy_(before[name][1])
+        try:
+            m.fn(fresh, value)
+        except Exception:  # noqa: BLE001 - a catalogue entry that does not apply here
+            continue
+        mine = dict(module.named_parameters())
+        if all(torch.allclose(p.detach(), mine[n].detach(), rtol=1e-6, atol=1e-6)
+               for n, p in fresh.named_parameters()):
+            return m.description
+    return None
+
+
+def _init_feedback(module: nn.LSTM, before: dict, value: float) -> str:
+    diagnosis = _init_diagnosis(module, before, value)
+    if diagnosis:
+        return f"diagnosis: your output matches what you get when {diagnosis}"
+    return (f"(none of the {len(MISTAKES.get('init_forget_bias', []))} common mistakes the grader knows for this "
+            "exercise gives these parameters)")
 
 
 @exercise("init_forget_bias", module="02", title="Initialise the forget-gate bias of an nn.LSTM", points=2,
@@ -157,10 +419,18 @@ def grade_init_forget_bias(g: Grader, fn) -> None:
                  "a parameter was replaced by a new object: an optimizer built before would no longer update "
                  "it; change the values in place under torch.no_grad()")
         suffixes = [f"l{k}{d}" for k in range(layers) for d in (("", "_reverse") if bidi else ("",))]
+        errors = []
         for s in suffixes:
             forget = params[f"bias_ih_{s}"][H:2 * H] + params[f"bias_hh_{s}"][H:2 * H]
-            g.check_close(forget.detach(), torch.full((H,), value, dtype=torch.float64),
-                          f"bias_ih_{s} + bias_hh_{s} on the forget rows", case)
+            errors.append((s, _value_error(forget.detach(), torch.full((H,), value, dtype=torch.float64), None)))
+        label = "bias_ih + bias_hh on the forget rows H:2H of " + ", ".join(suffixes)
+        if any(err for _, err in errors):
+            lines = ["status: " + ", ".join(f"{s} {'✗' if err else '✓'}" for s, err in errors)]
+            lines += [f"bias_ih_{s} + bias_hh_{s} on the forget rows differs from value: {err}"
+                      for s, err in errors if err]
+            lines.append(_init_feedback(module, before, value))
+            g.fail("values", f"{label} ({case})", "\n".join(lines))
+        g.ok("values", f"{label} ({case})")
         changed = []
         for n, (p, old) in before.items():
             keep = torch.ones_like(old, dtype=torch.bool)
@@ -168,8 +438,11 @@ def grade_init_forget_bias(g: Grader, fn) -> None:
                 keep[H:2 * H] = False
             if not torch.equal(p.detach()[keep], old[keep]):
                 changed.append(n)
-        g.expect(not changed, "properties", f"leaves every other entry unchanged ({case})",
-                 f"entries outside the forget-gate rows changed in: {', '.join(changed)} "
-                 "(rows are stacked i, f, g, o: the forget gate is rows H:2H of each bias)")
+        if changed:
+            g.fail("properties", f"leaves every other entry unchanged ({case})",
+                   f"entries outside the forget-gate rows changed in: {', '.join(changed)} "
+                   "(rows are stacked i, f, g, o: the forget gate is rows H:2H of each bias)\n"
+                   + _init_feedback(module, before, value))
+        g.ok("properties", f"leaves every other entry unchanged ({case})")
         g.expect(all(p.requires_grad for p in params.values()), "properties", f"parameters still trainable ({case})",
                  "some parameters no longer require gradients")

@@ -13,6 +13,7 @@ from helpers import assert_stub_not_attempted, grade_outcome
 from torch import nn
 
 from course_lib.grading import EXERCISES, check
+from course_lib.grading.core import MISTAKES
 from course_lib.lstm import reference as ref
 
 MODULE_02 = ["lstm_cell", "lstm", "cec_gradient", "forget_half_life", "init_forget_bias"]
@@ -38,6 +39,34 @@ def test_reference_passes(exercise_id):
 @pytest.mark.parametrize("exercise_id", MODULE_02)
 def test_unsolved_stub_is_not_attempted(exercise_id):
     assert_stub_not_attempted(exercise_id, PARAMS[exercise_id])
+
+CATALOGUED_02 = ["lstm_cell", "lstm", "cec_gradient", "forget_half_life", "init_forget_bias"]
+
+
+DIAGNOSIS = "your output matches what you get when "
+
+
+def _named(exercise_id, fn, fragment, stages=("values", "finite")):
+    """``fn`` is rejected and the feedback names the catalogued mistake (``fragment`` of its description)."""
+    passed, stage, text = grade_outcome(exercise_id, fn)
+    assert not passed and stage in stages, text
+    assert DIAGNOSIS + fragment in text, text
+    return text
+
+
+@pytest.mark.parametrize("wrong", [m for e in CATALOGUED_02 for m in MISTAKES[e]],
+                         ids=lambda m: f"{m.exercise_id}:{m.fn.__name__}")
+def test_each_catalogued_mistake_is_named(wrong):
+    """Every entry of a catalogue, submitted as a learner's function, is named by its own description."""
+    if wrong.exercise_id == "init_forget_bias":
+        _named(wrong.exercise_id, wrong.fn, wrong.description, stages=("values", "properties"))
+    else:
+        _named(wrong.exercise_id, wrong.fn, wrong.description)
+
+
+@pytest.mark.parametrize("exercise_id", CATALOGUED_02)
+def test_every_exercise_has_a_catalogue(exercise_id):
+    assert len(MISTAKES[exercise_id]) >= 5
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,9 +130,49 @@ def lstm_cell_torch_op(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=Non
     return torch.lstm_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh)
 
 
-@pytest.mark.parametrize("fn", [lstm_cell_per_gate, lstm_cell_torch_op, make_cell()])
+@pytest.mark.parametrize("fn", [lstm_cell_per_gate, make_cell()])
 def test_lstm_cell_other_correct_versions_pass(fn):
     _passes("lstm_cell", fn)
+
+
+def lstm_cell_module(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Right numbers, forbidden means: nn.LSTMCell with the given weights."""
+    H4, I = weight_ih.shape
+    cell = nn.LSTMCell(I, H4 // 4, bias=bias_ih is not None, dtype=x.dtype)
+    params = {"weight_ih": weight_ih, "weight_hh": weight_hh}
+    if bias_ih is not None:
+        params.update(bias_ih=bias_ih, bias_hh=bias_hh)
+    return torch.func.functional_call(cell, params, (x, state))
+
+
+@pytest.mark.parametrize("fn", [lstm_cell_torch_op, lstm_cell_module], ids=["torch.lstm_cell", "nn.LSTMCell"])
+def test_lstm_cell_builtins_are_caught_by_the_rules(fn):
+    text = _rejected_at("lstm_cell", fn, "rules")
+    assert "your function used torch.lstm_cell" in text and "write the LSTM yourself" in text
+
+
+@pytest.mark.parametrize("mistake, fragment", [
+    (dict(order="figo"), "the input and forget gates are swapped"),
+    (dict(order="ifog"), "the cell candidate g and the output gate o are swapped"),
+    (dict(g_act=torch.sigmoid), "the cell candidate g goes through a sigmoid"),
+    (dict(tanh_c=False), "h_t = o_t ⊙ c_t: the tanh of the cell is missing"),
+    (dict(forget=False), "the forget gate is ignored and the old cell dropped"),
+    (dict(swap_out=True), "the pair is returned as (c, h)"),
+    (dict(bias_hh=False), "bias_hh is left out"),
+], ids=["i/f swapped", "g/o swapped", "sigmoid g", "no tanh(c)", "no forget gate", "returns (c, h)", "no bias_hh"])
+def test_lstm_cell_mistakes_are_named(mistake, fragment):
+    _named("lstm_cell", make_cell(**mistake), fragment)
+
+
+def test_lstm_cell_tanh_of_the_old_cell_is_named_with_the_status_of_h_and_c():
+    def old_cell(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+        h, c = state if state is not None else (x.new_zeros(x.shape[0], weight_hh.shape[1]),) * 2
+        i, f, g, o = (x @ weight_ih.T + h @ weight_hh.T + bias_ih + bias_hh).chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c_new
+
+    text = _named("lstm_cell", old_cell, "h_t = o_t ⊙ tanh(c_{t-1}): the tanh is taken of the old cell")
+    assert "status: h ✗, c ✓" in text
 
 
 @pytest.mark.parametrize("mistake, stage", [
@@ -184,9 +253,44 @@ def lstm_with_torch_cell(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=N
     return make_lstm(cell=lstm_cell_torch_op)(x, state, weight_ih, weight_hh, bias_ih, bias_hh)
 
 
-@pytest.mark.parametrize("fn", [ref.lstm, lstm_projected_once, lstm_with_torch_cell, make_lstm()])
+@pytest.mark.parametrize("fn", [ref.lstm, lstm_projected_once, make_lstm()])
 def test_lstm_other_correct_versions_pass(fn):
     _passes("lstm", fn)
+
+
+def lstm_module(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Right numbers, forbidden means: nn.LSTM with the given weights."""
+    H4, I = weight_ih.shape
+    layer = nn.LSTM(I, H4 // 4, bias=bias_ih is not None, batch_first=True, dtype=x.dtype)
+    params = {"weight_ih_l0": weight_ih, "weight_hh_l0": weight_hh}
+    if bias_ih is not None:
+        params.update(bias_ih_l0=bias_ih, bias_hh_l0=bias_hh)
+    state = None if state is None else (state[0][None], state[1][None])
+    out, (h, c) = torch.func.functional_call(layer, params, (x, state))
+    return out, (h[0], c[0])
+
+
+@pytest.mark.parametrize("fn, builtin", [(lstm_with_torch_cell, "torch.lstm_cell"), (lstm_module, "torch.lstm")],
+                         ids=["torch.lstm_cell", "nn.LSTM"])
+def test_lstm_builtins_are_caught_by_the_rules(fn, builtin):
+    text = _rejected_at("lstm", fn, "rules")
+    assert f"your function used {builtin}" in text
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(carry=False), "the state is not carried"),
+    (dict(cell=make_cell(order="figo")), "inside the cell, the input and forget gates are swapped"),
+    (dict(cell=make_cell(order="ifog")), "inside the cell, the cell candidate g and the output gate o are swapped"),
+    (dict(cell=make_cell(g_act=torch.sigmoid)), "inside the cell, the cell candidate g goes through a sigmoid"),
+    (dict(cell=make_cell(tanh_c=False)), "inside the cell, h_t = o_t ⊙ c_t"),
+    (dict(cell=make_cell(forget=False)), "inside the cell, the forget gate is ignored"),
+    (dict(out_is_c=True), "out collects the cell states c_t"),
+    (dict(swap_state=True), "the final state is returned as (c_n, h_n)"),
+    (dict(ignore_state=True), "the given state is ignored"),
+], ids=["state not carried", "i/f swapped", "g/o swapped", "sigmoid g", "no tanh(c)", "no forget gate",
+        "out is c", "returns (c_n, h_n)", "state ignored"])
+def test_lstm_mistakes_are_named(kwargs, fragment):
+    _named("lstm", make_lstm(**kwargs), fragment)
 
 
 @pytest.mark.parametrize("kwargs, stage", [
@@ -255,15 +359,51 @@ def test_cec_gradient_mistakes_are_rejected(fn, stage):
     _rejected_at("cec_gradient", cec_gradient, stage)
 
 
+@pytest.mark.parametrize("fn, fragment", [
+    (lambda f_pre: f_pre.prod(dim=1), "the pre-activations are multiplied without the sigmoid"),
+    (lambda f_pre: torch.sigmoid(f_pre).sum(dim=1), "the gates are summed over the steps"),
+    (lambda f_pre: (1 - torch.sigmoid(f_pre)).prod(dim=1), "1 − σ(f̃_t) is multiplied"),
+    (lambda f_pre: torch.sigmoid(f_pre.sum(dim=1)), "the sigmoid is taken of the summed pre-activations"),
+    (lambda f_pre: torch.sigmoid(f_pre[:, 1:]).prod(dim=1), "the product leaves out the first step"),
+], ids=["no sigmoid", "sum", "1 - f", "sigmoid of sum", "first step dropped"])
+def test_cec_gradient_mistakes_are_named(fn, fragment):
+    def cec_gradient(f_pre):
+        return fn(f_pre)
+
+    _named("cec_gradient", cec_gradient, fragment)
+
+
 # --------------------------------------------------------------------------------------------
 # forget_half_life
 # --------------------------------------------------------------------------------------------
 
 def test_forget_half_life_other_correct_version_passes():
     def forget_half_life(forget_bias):
-        return -math.log(2) / torch.log(torch.sigmoid(forget_bias))
+        return math.log(2) / F.softplus(-forget_bias)  # -log σ(b) = softplus(-b)
 
     _passes("forget_half_life", forget_half_life)
+
+
+def test_forget_half_life_with_log_of_sigmoid_fails_in_float32_for_large_biases():
+    """The statement's warning: σ(b) is 1.0 in float32 for b >= 17, so log(sigmoid(b)) is 0 and n is infinite."""
+    def forget_half_life(forget_bias):
+        return -math.log(2) / torch.log(torch.sigmoid(forget_bias))
+
+    text = _named("forget_half_life", forget_half_life, "log(sigmoid(b)) is computed in float32")
+    assert "forget_bias = [-2, 5, 17, 20, 30], float32" in text
+
+
+@pytest.mark.parametrize("fn, fragment", [
+    (lambda b: 1 / (1 - torch.sigmoid(b)), "the mean lifetime 1/(1 − σ(b))"),
+    (lambda b: -1 / torch.log(torch.sigmoid(b)), "the e-folding time"),
+    (lambda b: math.log(0.5) / torch.log(b), "the logarithm is taken of the bias b"),
+    (lambda b: torch.sigmoid(b) ** 0.5, "σ(b)^(1/2) is computed"),
+], ids=["mean lifetime", "e-folding", "log of bias", "sqrt"])
+def test_forget_half_life_mistakes_are_named(fn, fragment):
+    def forget_half_life(forget_bias):
+        return fn(forget_bias)
+
+    _named("forget_half_life", forget_half_life, fragment)
 
 
 @pytest.mark.parametrize("fn, stage", [
@@ -353,6 +493,35 @@ def make_init(rows=(1, 2), zero_hh=True, layers="all", whole=False, replace=Fals
         "replaced parameters", "no torch.no_grad", "returns None"])
 def test_init_forget_bias_mistakes_are_rejected(kwargs, stage):
     _rejected_at("init_forget_bias", make_init(**kwargs), stage)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(rows=(0, 1)), "the input-gate rows 0:H are set"),
+    (dict(rows=(2, 3)), "the candidate rows 2H:3H are set"),
+    (dict(zero_hh=False), "value goes into bias_ih but bias_hh keeps its forget rows"),
+    (dict(layers="first"), "only layer 0 is changed"),
+    (dict(layers="forward"), "the reverse direction"),
+    (dict(whole=True), "the whole bias vectors are overwritten"),
+], ids=["input rows", "candidate rows", "bias_hh kept", "first layer only", "forward only", "whole bias"])
+def test_init_forget_bias_mistakes_are_named(kwargs, fragment):
+    _named("init_forget_bias", make_init(**kwargs), fragment, stages=("values", "properties"))
+
+
+def test_init_forget_bias_status_lists_every_layer_and_direction():
+    passed, stage, text = grade_outcome("init_forget_bias", make_init(layers="forward"))
+    assert "status: l0 ✓, l0_reverse ✗, l1 ✓, l1_reverse ✗" in text
+
+
+def test_init_forget_bias_setting_both_biases_is_named():
+    def both(lstm_module, value):
+        H = lstm_module.hidden_size
+        with torch.no_grad():
+            for name, p in lstm_module.named_parameters():
+                if name.startswith("bias"):
+                    p[H:2 * H] = value
+        return lstm_module
+
+    _named("init_forget_bias", both, "value goes into both bias_ih and bias_hh: the gate sees 2 × value")
 
 
 def test_check_leaves_global_state_as_it_was():
