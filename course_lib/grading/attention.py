@@ -10,9 +10,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from course_lib.attention import reference as ref
-from course_lib.grading.core import Grader, as_float64, check_gradients, dtype_name, exercise
+from course_lib.grading.core import Grader, as_float64, check_gradients, dtype_name, exercise, mistake
 
 SDPA_PARAMS = ["q", "k", "v", "attn_mask", "is_causal", "scale"]
+# The statement of module 03 says: do not call F.scaled_dot_product_attention or nn.MultiheadAttention.
+ATTENTION_BUILTINS = {
+    "scaled_dot_product_attention": "the exercise is to write attention yourself; "
+                                    "F.scaled_dot_product_attention does it for you",
+    "multi_head_attention": "the exercise is to write attention yourself; nn.MultiheadAttention does it for you",
+}
 ONLINE_PARAMS = ["q", "k", "v", "block_size", "is_causal", "scale"]
 
 
@@ -39,6 +45,56 @@ def _float_mask(g: Grader, *shape: int, dtype=torch.float64) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def _tri(Sq, Sk, diagonal):
+    return torch.ones(Sq, Sk, dtype=torch.bool).tril(diagonal)
+
+
+@mistake("causal_mask", "the upper triangle is kept (triu): True marks the later keys instead of the earlier ones")
+def _mask_triu(Sq, Sk):
+    return torch.ones(Sq, Sk, dtype=torch.bool).triu()
+
+
+@mistake("causal_mask", "the meaning is inverted: True marks the keys a query may not see (nn.MultiheadAttention's "
+         "convention, the opposite of F.scaled_dot_product_attention's)")
+def _mask_inverted(Sq, Sk):
+    return ~_tri(Sq, Sk, 0)
+
+
+@mistake("causal_mask", "the causal mask is off by one: it lets a query see the next key (tril(1) instead of tril())")
+def _mask_next_key(Sq, Sk):
+    return _tri(Sq, Sk, 1)
+
+
+@mistake("causal_mask", "the causal mask is off by one: the diagonal is left out (tril(-1)), so a query cannot see "
+         "its own key")
+def _mask_no_diagonal(Sq, Sk):
+    return _tri(Sq, Sk, -1)
+
+
+@mistake("causal_mask", "the triangle is anchored at the bottom-right corner (tril(Sk - Sq)) instead of the top-left")
+def _mask_bottom_right(Sq, Sk):
+    return _tri(Sq, Sk, Sk - Sq)
+
+
+@mistake("causal_mask", "every entry is True: nothing is masked")
+def _mask_all_true(Sq, Sk):
+    return torch.ones(Sq, Sk, dtype=torch.bool)
+
+
+def _mask_notes(out: torch.Tensor) -> list[str]:
+    """What a wrong bool mask does, in words: sees later keys, hides allowed ones."""
+    Sq, Sk = out.shape[-2:]
+    later = out & ~ref.causal_mask(Sq, Sk)
+    hidden = ~out & ref.causal_mask(Sq, Sk)
+    notes = []
+    if bool(later.any()):
+        notes.append(f"the mask lets a query see later keys: True above the diagonal at {int(later.sum())} places")
+    if bool(hidden.any()):
+        notes.append(f"the mask hides keys a query may see: False on or below the diagonal at {int(hidden.sum())} "
+                     "places")
+    return notes
+
+
 @exercise("causal_mask", module="03", title="The causal mask", points=1, difficulty="easy", minutes=5,
           signature="causal_mask(Sq, Sk) -> bool tensor (Sq, Sk), True where query i may attend to key j "
                     "(j <= i, top-left aligned)")
@@ -52,7 +108,8 @@ def grade_causal_mask(g: Grader, fn) -> None:
         g.expect(out.dtype == torch.bool, "dtype", f"mask is a bool tensor ({case})",
                  f"the mask has dtype {out.dtype}; return a torch.bool tensor (True = may attend), "
                  "the convention of F.scaled_dot_product_attention")
-        g.check_tensor(out, ref.causal_mask(Sq, Sk), "mask", case, dtype=torch.bool, tol=dict(atol=0.0, rtol=0.0))
+        g.check_tensor(out, ref.causal_mask(Sq, Sk), "mask", case, dtype=torch.bool, tol=dict(atol=0.0, rtol=0.0),
+                       args=dict(Sq=Sq, Sk=Sk), notes=lambda out=out: _mask_notes(out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,6 +147,101 @@ def _sdpa_cases(g: Grader) -> list[tuple[str, dict, torch.dtype]]:
     return cases
 
 
+def _sdpa_variant(q, k, v, attn_mask=None, is_causal=False, scale=None, *, scaling="right", dim=-1, causal_diag=0,
+                  anchor="top_left", causal_kind="tril", bool_mask="before", float_mask="add", combine="both",
+                  transpose_weights=False):
+    """Attention with switches: each catalogued mistake is one switch away from the right computation."""
+    Sq, D = q.shape[-2:]
+    Sk = k.shape[-2]
+    factor = {"right": D**-0.5 if scale is None else scale, "none": 1.0, "by_d": 1.0 / D if scale is None else scale,
+              "ignore_custom": D**-0.5, "divide_custom": D**-0.5 if scale is None else 1.0 / scale}[scaling]
+    s = (q @ k.transpose(-2, -1)) * factor
+    causal = torch.ones(Sq, Sk, dtype=torch.bool)
+    causal = causal.triu() if causal_kind == "triu" else causal.tril(causal_diag + (Sk - Sq if anchor == "bottom_right"
+                                                                                    else 0))
+    use_causal = is_causal and causal_kind != "ignored" and not (combine == "mask_only" and attn_mask is not None)
+    use_mask = attn_mask is not None and not (combine == "causal_only" and is_causal)
+    after = None
+    if use_mask and attn_mask.dtype == torch.bool:
+        allowed = causal | attn_mask if (combine == "either" and use_causal) else attn_mask
+        if combine == "either" and use_causal:
+            use_causal = False
+        if bool_mask == "before":
+            s = s.masked_fill(~allowed, -math.inf)
+        elif bool_mask == "inverted":
+            s = s.masked_fill(allowed, -math.inf)
+        elif bool_mask == "after":
+            after = allowed
+    elif use_mask:
+        if float_mask == "add":
+            s = s + attn_mask.to(q.dtype)
+        elif float_mask == "multiply":
+            s = s * attn_mask.to(q.dtype)
+    if use_causal:
+        s = s.masked_fill(~causal, -math.inf)
+    w = torch.softmax(s, dim=dim)
+    if after is not None:
+        w = w * after
+    return w @ v, (w.transpose(-2, -1) if transpose_weights else w)
+
+
+_SDPA_MISTAKES = [
+    ("the scores are not scaled: the factor 1/√D is missing", dict(scaling="none")),
+    ("the scores are divided by D instead of √D", dict(scaling="by_d")),
+    ("the scale argument is ignored: the scores are always multiplied by 1/√D", dict(scaling="ignore_custom")),
+    ("the scores are divided by scale instead of multiplied by it", dict(scaling="divide_custom")),
+    ("the softmax runs over the queries (dim=-2) instead of over the keys (the last axis)", dict(dim=-2)),
+    ("the bool mask is applied after the softmax: blocked weights are set to 0 but the rows are not renormalised, "
+     "so they no longer sum to 1", dict(bool_mask="after")),
+    ("the bool mask is inverted: True is treated as blocked (nn.MultiheadAttention's convention) instead of "
+     "'may attend'", dict(bool_mask="inverted")),
+    # Checked before the 'ignored' entries: in the case with both masks they give the same output.
+    ("with attn_mask and is_causal together, only attn_mask is applied (a key must be allowed by both)",
+     dict(combine="mask_only")),
+    ("with attn_mask and is_causal together, only the causal mask is applied (a key must be allowed by both)",
+     dict(combine="causal_only")),
+    ("with attn_mask and is_causal together, a key allowed by either mask is attended (it must be allowed by both)",
+     dict(combine="either")),
+    ("the bool mask is ignored", dict(bool_mask="ignored")),
+    ("the float mask multiplies the scores instead of being added to them", dict(float_mask="multiply")),
+    ("the float mask is ignored", dict(float_mask="ignored")),
+    ("is_causal=True is ignored: no causal mask is applied", dict(causal_kind="ignored")),
+    ("the causal mask is off by one: it lets a query see the next key (tril(1) instead of tril())",
+     dict(causal_diag=1)),
+    ("the causal mask is off by one: the diagonal is left out (tril(-1)), so a query cannot see its own key and "
+     "query 0 sees no key at all (NaN)", dict(causal_diag=-1)),
+    ("the causal triangle is anchored at the bottom-right corner (tril(Sk - Sq)) instead of the top-left",
+     dict(anchor="bottom_right")),
+    ("the causal mask keeps the later keys (triu) instead of the earlier ones", dict(causal_kind="triu")),
+    ("the weights are returned transposed: (keys, queries) instead of (queries, keys)", dict(transpose_weights=True)),
+]
+for _description, _switches in _SDPA_MISTAKES:
+    def _wrong_sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, _s=_switches):
+        return _sdpa_variant(q, k, v, attn_mask, is_causal, scale, **_s)
+
+    _wrong_sdpa.__name__ = _wrong_sdpa.__qualname__ = "sdpa_" + "_".join(f"{k}_{v}" for k, v in _switches.items())
+    mistake("scaled_dot_product_attention", _description)(_wrong_sdpa)
+
+
+def _sdpa_notes(result, args) -> list[str]:
+    """Properties of the learner's weights that point at a mistake: row sums, causality, masked keys."""
+    w = result[1].detach().double()
+    notes = []
+    sums = w.sum(-1)
+    if not bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-4)):
+        notes.append(f"rows of your weights sum to between {float(sums.min()):.3g} and {float(sums.max()):.3g}, "
+                     "not 1: the softmax must run over the keys, after every mask")
+    Sq, Sk = w.shape[-2:]
+    if args["is_causal"] and bool((w.abs() > 1e-6).masked_select(~ref.causal_mask(Sq, Sk)).any()):
+        notes.append("your weights are non-zero above the diagonal: with is_causal=True a query sees later keys")
+    mask = args["attn_mask"]
+    if mask is not None and mask.dtype == torch.bool:
+        blocked = ~mask.expand(w.shape)
+        if bool((w.abs() > 1e-6).masked_select(blocked).any()):
+            notes.append("your weights are non-zero where the bool mask is False (False = blocked)")
+    return notes
+
+
 @exercise("scaled_dot_product_attention", module="03", title="Scaled dot-product attention with masks",
           points=3, difficulty="medium", minutes=25,
           signature="scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None) -> "
@@ -97,12 +249,12 @@ def _sdpa_cases(g: Grader) -> list[tuple[str, dict, torch.dtype]]:
                     "(bool mask True = may attend, float mask added, causal top-left aligned, scale 1/sqrt(D))")
 def grade_scaled_dot_product_attention(g: Grader, fn) -> None:
     g.check_signature(fn, SDPA_PARAMS)
+    records = []
     for case, args, dtype in _sdpa_cases(g):
-        result = g.call(fn, case, **args)
-        g.expect_pair(result, "(out, weights)", case)
-        out_ref, w_ref = ref.scaled_dot_product_attention(**as_float64(args))
-        g.check_tensor(result[0], out_ref, "out", case, dtype=dtype)
-        g.check_tensor(result[1], w_ref, "weights", case, dtype=dtype)
+        result, record = g.call_recording(fn, case, **args)
+        records.append(record)
+        g.check_outputs(result, ref.scaled_dot_product_attention(**as_float64(args)), ("out", "weights"), case,
+                        dtype=dtype, args=args, notes=lambda result=result, args=args: _sdpa_notes(result, args))
 
     # Gradients reach q, k, v and the float mask, through both outputs (the weights are not detached).
     q, k, v = _qkv(g, 2, 2, 5, 6, 4, 3)
@@ -141,11 +293,29 @@ def grade_scaled_dot_product_attention(g: Grader, fn) -> None:
     diff = float((out3 - out).detach().abs().max())
     g.expect(diff < 1e-10, "properties", "padding: keys where the mask is False have no influence",
              f"changing keys/values at padded positions changed the output by up to {diff:.3g}")
+    g.forbid(records, ATTENTION_BUILTINS, "every case")
 
 
 # --------------------------------------------------------------------------------------------
 # split_heads / merge_heads
 # --------------------------------------------------------------------------------------------
+
+
+@mistake("split_heads", "x is reshaped straight to (B, NH, S, DH) without the transpose: the right shape, but each "
+         "'head' holds a slice of the flattened sequence instead of features h*DH ... (h+1)*DH - 1")
+def _split_no_transpose(x, num_heads):
+    return x.reshape(x.shape[0], num_heads, x.shape[1], -1)
+
+
+@mistake("split_heads", "the features are dealt out to the heads in turn (interleaved: head h gets features h, "
+         "h + NH, ...) instead of in contiguous blocks of DH")
+def _split_interleaved(x, num_heads):
+    return x.reshape(*x.shape[:2], -1, num_heads).permute(0, 3, 1, 2)
+
+
+@mistake("split_heads", "the heads come out in reverse order (head 0 holds the last DH features)")
+def _split_reversed(x, num_heads):
+    return x.reshape(*x.shape[:2], num_heads, -1).flip(2).transpose(1, 2)
 
 
 @exercise("split_heads", module="03", title="Split features into heads", points=1, difficulty="easy", minutes=10,
@@ -157,9 +327,27 @@ def grade_split_heads(g: Grader, fn) -> None:
                                (3, 7, 16, 4, torch.float64), (2, 4, 6, 1, torch.float64), (2, 3, 5, 5, torch.float64)]:
         x = g.randn(B, S, E, dtype=dtype)
         case = f"x: ({B}, {S}, {E}) {dtype_name(dtype)}, num_heads={NH}"
-        g.check_tensor(g.call(fn, case, x, NH), ref.split_heads(x.double(), NH), "heads", case, dtype=dtype)
+        g.check_tensor(g.call(fn, case, x, NH), ref.split_heads(x.double(), NH), "heads", case, dtype=dtype,
+                       args=dict(x=x, num_heads=NH))
     check_gradients(g, fn, ref.split_heads, "x: (2, 5, 12) float64, num_heads=3",
                     dict(x=g.randn(2, 5, 12), num_heads=3), wrt=["x"])
+
+
+@mistake("merge_heads", "the heads are merged without transposing back first: (B, NH, S, DH) reshaped straight to "
+         "(B, S, NH*DH) mixes positions and heads")
+def _merge_no_transpose(x):
+    return x.reshape(x.shape[0], x.shape[2], -1)
+
+
+@mistake("merge_heads", "the heads are merged in the wrong order: the features are interleaved (feature d of every "
+         "head, then feature d + 1, ...) instead of head 0's block first")
+def _merge_interleaved(x):
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1)
+
+
+@mistake("merge_heads", "the heads are merged in reverse order (the last head's features first)")
+def _merge_reversed(x):
+    return x.transpose(1, 2).flip(2).reshape(x.shape[0], x.shape[2], -1)
 
 
 @exercise("merge_heads", module="03", title="Merge heads back into features", points=1, difficulty="easy",
@@ -171,17 +359,68 @@ def grade_merge_heads(g: Grader, fn) -> None:
                                 (3, 4, 7, 2, torch.float64), (2, 1, 4, 6, torch.float64)]:
         x = g.randn(B, NH, S, DH, dtype=dtype)
         case = f"x: ({B}, {NH}, {S}, {DH}) {dtype_name(dtype)}"
-        g.check_tensor(g.call(fn, case, x), ref.merge_heads(x.double()), "merged", case, dtype=dtype)
+        g.check_tensor(g.call(fn, case, x), ref.merge_heads(x.double()), "merged", case, dtype=dtype,
+                       args=dict(x=x))
     # A strided input: heads produced by a transpose, as attention hands them over.
     x = g.randn(2, 5, 3, 4).transpose(1, 2)
     case = "x: (2, 3, 5, 4) float64, a non-contiguous view"
-    g.check_tensor(g.call(fn, case, x), ref.merge_heads(x), "merged", case)
+    g.check_tensor(g.call(fn, case, x), ref.merge_heads(x), "merged", case, args=dict(x=x))
     check_gradients(g, fn, ref.merge_heads, "x: (2, 3, 5, 4) float64", dict(x=g.randn(2, 3, 5, 4)), wrt=["x"])
 
 
 # --------------------------------------------------------------------------------------------
 # online_softmax_attention
 # --------------------------------------------------------------------------------------------
+
+
+def _online_variant(q, k, v, block_size, is_causal=False, scale=None, *, rescale_sum=True, rescale_acc=True,
+                    running_max=True, lse="right", divide=True, causal_index="global", last_block=True, scaled=True):
+    """The blocked recurrence with switches: each catalogued mistake is one switch away from the right answer."""
+    Sq, D = q.shape[-2:]
+    Sk = k.shape[-2]
+    scale = (1 / math.sqrt(D) if scale is None else scale) if scaled else 1.0
+    m = torch.full((*q.shape[:-1], 1), -math.inf if running_max else 0.0, dtype=q.dtype)
+    l = torch.zeros((*q.shape[:-1], 1), dtype=q.dtype)
+    acc = torch.zeros((*q.shape[:-1], v.shape[-1]), dtype=q.dtype)
+    stop = Sk if last_block else Sk - block_size + 1
+    for j0 in range(0, max(stop, 1), block_size):
+        kb, vb = k[..., j0:j0 + block_size, :], v[..., j0:j0 + block_size, :]
+        s = q @ kb.transpose(-2, -1) * scale
+        if is_causal:
+            cols = torch.arange(kb.shape[-2]) + (j0 if causal_index == "global" else 0)
+            s = s.masked_fill(cols[None, :] > torch.arange(Sq)[:, None], -math.inf)
+        m_new = torch.maximum(m, s.amax(-1, keepdim=True)) if running_max else m
+        alpha = torch.exp(m - m_new)
+        p = torch.exp(s - m_new)
+        l = (alpha * l if rescale_sum else l) + p.sum(-1, keepdim=True)
+        acc = (alpha * acc if rescale_acc else acc) + p @ vb
+        m = m_new
+    lse_value = {"right": m + torch.log(l), "no_log": m + l, "no_max": torch.log(l)}[lse]
+    return (acc / l if divide else acc), lse_value.squeeze(-1)
+
+
+_ONLINE_MISTAKES = [
+    ("the running sum ℓ is not rescaled by e^(m − m′) when the max changes", dict(rescale_sum=False), False),
+    ("the accumulated output o is not rescaled by e^(m − m′) when the max changes", dict(rescale_acc=False), False),
+    ("neither ℓ nor o is rescaled by e^(m − m′) when the max changes", dict(rescale_sum=False, rescale_acc=False),
+     False),
+    ("there is no running max: exp(s) is taken of the raw scores, which overflows in float32 once s > 88",
+     dict(running_max=False), True),
+    ("lse is m + ℓ: the log of the running sum is missing", dict(lse="no_log"), False),
+    ("lse is log ℓ alone: the running max m is not added back", dict(lse="no_max"), False),
+    ("the output is not divided by ℓ at the end", dict(divide=False), False),
+    ("with is_causal, the key index inside the block (j) is compared with the query index instead of the global "
+     "index start + j", dict(causal_index="block"), False),
+    ("the last, shorter block is dropped when block_size does not divide Sk", dict(last_block=False), False),
+    ("the scores are not scaled: the factor 1/√D is missing", dict(scaled=False), False),
+]
+for _description, _switches, _native in _ONLINE_MISTAKES:
+    def _wrong_online(q, k, v, block_size, is_causal=False, scale=None, _s=_switches):
+        return _online_variant(q, k, v, block_size, is_causal, scale, **_s)
+
+    _wrong_online.__name__ = _wrong_online.__qualname__ = "online_" + "_".join(
+        f"{k}_{v}" for k, v in _switches.items())
+    mistake("online_softmax_attention", _description, native_dtype=_native)(_wrong_online)
 
 
 @exercise("online_softmax_attention", module="03", title="Attention by blocks with an online softmax",
@@ -208,10 +447,8 @@ def grade_online_softmax_attention(g: Grader, fn) -> None:
         case = (f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, v: {tuple(v.shape)}, {dtype_name(dtype)}, "
                 f"block_size={block}, {label}")
         result = g.call(fn, case, q, k, v, block, causal, scale)
-        g.expect_pair(result, "(out, lse)", case)
-        out_ref, lse_ref = _online_reference(q.double(), k.double(), v.double(), block, causal, scale)
-        g.check_tensor(result[0], out_ref, "out", case, dtype=dtype)
-        g.check_tensor(result[1], lse_ref, "lse", case, dtype=dtype)
+        args = dict(q=q, k=k, v=v, block_size=block, is_causal=causal, scale=scale)
+        g.check_outputs(result, _online_reference(**as_float64(args)), ("out", "lse"), case, dtype=dtype, args=args)
 
     # Gradients only without a causal mask: the exercise is the forward pass, and a correct forward that
     # takes log(0) of a fully masked block gives NaN gradients through autograd.

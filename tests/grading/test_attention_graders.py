@@ -11,6 +11,7 @@ from helpers import assert_stub_not_attempted, grade_outcome
 
 from course_lib.attention import reference as ref
 from course_lib.grading import EXERCISES
+from course_lib.grading.core import MISTAKES
 
 MODULE_03 = ["causal_mask", "scaled_dot_product_attention", "split_heads", "merge_heads", "online_softmax_attention"]
 
@@ -38,6 +39,32 @@ def test_unsolved_stub_is_not_attempted(exercise_id):
               "scaled_dot_product_attention": ["q", "k", "v", "attn_mask", "is_causal", "scale"],
               "online_softmax_attention": ["q", "k", "v", "block_size", "is_causal", "scale"]}[exercise_id]
     assert_stub_not_attempted(exercise_id, params)
+
+
+DIAGNOSIS = "your output matches what you get when "
+CATALOGUED_03 = ["causal_mask", "scaled_dot_product_attention", "split_heads", "merge_heads",
+                 "online_softmax_attention"]
+
+
+def _named(exercise_id, fn, fragment, stages=("values", "finite")):
+    """``fn`` is rejected and the feedback names the catalogued mistake (``fragment`` of its description)."""
+    passed, stage, text = grade_outcome(exercise_id, fn)
+    assert not passed and stage in stages, text
+    named = [line for line in text.splitlines() if DIAGNOSIS in line]
+    assert named and fragment in named[0], text
+    return text
+
+
+@pytest.mark.parametrize("wrong", [m for e in CATALOGUED_03 for m in MISTAKES[e]],
+                         ids=lambda m: f"{m.exercise_id}:{m.fn.__name__}")
+def test_each_catalogued_mistake_is_named(wrong):
+    """Every entry of a catalogue, submitted as a learner's function, is named by its own description."""
+    _named(wrong.exercise_id, wrong.fn, wrong.description)
+
+
+@pytest.mark.parametrize("exercise_id", CATALOGUED_03)
+def test_every_exercise_has_a_catalogue(exercise_id):
+    assert len(MISTAKES[exercise_id]) >= 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,6 +101,25 @@ def test_causal_mask_other_correct_versions_pass(fn):
 ], ids=["triu", "inverted", "tril-1", "tril+1", "bottom-right", "float", "list"])
 def test_causal_mask_wrong_versions_rejected(fn, stage):
     _outcome("causal_mask", fn, stage)
+
+
+@pytest.mark.parametrize("fn, fragment", [
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).triu(), "the upper triangle is kept"),
+    (lambda Sq, Sk: ~torch.ones(Sq, Sk, dtype=torch.bool).tril(), "the meaning is inverted"),
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril(-1), "the diagonal is left out"),
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril(1), "it lets a query see the next key"),
+    (lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril(Sk - Sq), "anchored at the bottom-right corner"),
+], ids=["triu", "inverted", "tril-1", "tril+1", "bottom-right"])
+def test_causal_mask_mistakes_are_named(fn, fragment):
+    _named("causal_mask", fn, fragment)
+
+
+def test_causal_mask_off_by_one_lists_positions_and_says_what_it_lets_through():
+    text = _named("causal_mask", lambda Sq, Sk: torch.ones(Sq, Sk, dtype=torch.bool).tril(1),
+                  "the causal mask is off by one: it lets a query see the next key")
+    assert "4 of 25 entries wrong; True where it should be False at [0, 1], [1, 2], [2, 3], [3, 4]" in text
+    assert "the mask lets a query see later keys: True above the diagonal at 4 places" in text
+    assert "rel error" not in text
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +229,50 @@ def test_sdpa_wrong_versions_rejected(variant, stage):
     _outcome("scaled_dot_product_attention", _sdpa_wrong(variant), stage)
 
 
+@pytest.mark.parametrize("variant, fragment", [
+    ("no_scale", "the scores are not scaled: the factor 1/√D is missing"),
+    ("softmax_wrong_axis", "the softmax runs over the queries (dim=-2) instead of over the keys"),
+    ("mask_after_softmax", "the bool mask is applied after the softmax"),
+    ("mask_inverted", "the bool mask is inverted"),
+    ("causal_off_by_one_no_diagonal", "the causal mask is off by one: the diagonal is left out"),
+    ("causal_off_by_one_next_key", "the causal mask is off by one: it lets a query see the next key"),
+    ("causal_bottom_right", "the causal triangle is anchored at the bottom-right corner"),
+    ("mask_overrides_causal", "with attn_mask and is_causal together, only attn_mask is applied"),
+    ("ignores_custom_scale", "the scale argument is ignored"),
+    ("float_mask_multiplied", "the float mask multiplies the scores"),
+    ("weights_transposed", "the weights are returned transposed"),
+])
+def test_sdpa_mistakes_are_named(variant, fragment):
+    _named("scaled_dot_product_attention", _sdpa_wrong(variant), fragment)
+
+
+def test_sdpa_mask_after_softmax_also_reports_the_row_sums():
+    text = _named("scaled_dot_product_attention", _sdpa_wrong("mask_after_softmax"), "the bool mask is applied after")
+    assert "rows of your weights sum to between" in text and "not 1" in text
+
+
+def test_sdpa_weights_transposed_reports_out_right_and_weights_wrong():
+    text = _named("scaled_dot_product_attention", _sdpa_wrong("weights_transposed"), "the weights are returned")
+    assert "status: out ✓, weights ✗" in text
+
+
+def sdpa_builtin_out(q, k, v, attn_mask=None, is_causal=False, scale=None):
+    """Right numbers, forbidden means: the weights by hand, the output from F.scaled_dot_product_attention."""
+    _, w = sdpa_looped(q, k, v, attn_mask, is_causal, scale)
+    mask = attn_mask.to(q.dtype) if attn_mask is not None and attn_mask.dtype != torch.bool else attn_mask
+    if is_causal and mask is not None:
+        causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+        mask = (mask & causal) if mask.dtype == torch.bool else mask.masked_fill(~causal, -math.inf)
+        is_causal = False
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                                            scale=scale), w
+
+
+def test_sdpa_builtin_is_caught_by_the_rules():
+    text = _outcome("scaled_dot_product_attention", sdpa_builtin_out, "rules")
+    assert "your function used torch.nn.functional.scaled_dot_product_attention" in text
+
+
 def test_sdpa_feedback_names_the_case_and_hides_expected_values():
     text = _outcome("scaled_dot_product_attention", _sdpa_wrong("no_scale"), "values")
     assert "max abs error" in text and "worst at index" in text and "q: (2, 3, 5, 8)" in text
@@ -231,6 +321,18 @@ def test_split_heads_wrong_versions_rejected(fn, stage):
 ], ids=["no-transpose", "interleaved", "reversed", "summed", "float32", "detached"])
 def test_merge_heads_wrong_versions_rejected(fn, stage):
     _outcome("merge_heads", fn, stage)
+
+
+@pytest.mark.parametrize("exercise_id, fn, fragment", [
+    ("split_heads", lambda x, num_heads: x.reshape(x.shape[0], num_heads, x.shape[1], -1), "without the transpose"),
+    ("split_heads", lambda x, num_heads: x.reshape(*x.shape[:2], -1, num_heads).permute(0, 3, 1, 2), "interleaved"),
+    ("merge_heads", lambda x: x.reshape(x.shape[0], x.shape[2], -1), "without transposing back first"),
+    ("merge_heads", lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1),
+     "the heads are merged in the wrong order: the features are interleaved"),
+    ("merge_heads", lambda x: x.transpose(1, 2).flip(2).reshape(x.shape[0], x.shape[2], -1), "in reverse order"),
+], ids=["split no-transpose", "split interleaved", "merge no-transpose", "merge interleaved", "merge reversed"])
+def test_split_and_merge_mistakes_are_named(exercise_id, fn, fragment):
+    _named(exercise_id, fn, fragment)
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,4 +430,21 @@ def test_online_softmax_other_correct_version_passes():
 ])
 def test_online_softmax_wrong_versions_rejected(variant, stage):
     _outcome("online_softmax_attention", _online_wrong(variant), stage)
+
+
+@pytest.mark.parametrize("variant, fragment", [
+    ("sum_not_rescaled", "the running sum ℓ is not rescaled"),
+    ("acc_not_rescaled", "the accumulated output o is not rescaled"),
+    ("lse_without_log", "lse is m + ℓ: the log of the running sum is missing"),
+    ("drops_ragged_last_block", "the last, shorter block is dropped"),
+    ("causal_block_local_index", "the key index inside the block (j) is compared"),
+    ("no_running_max", "there is no running max"),
+])
+def test_online_softmax_mistakes_are_named(variant, fragment):
+    _named("online_softmax_attention", _online_wrong(variant), fragment)
+
+
+def test_online_softmax_accumulator_not_rescaled_reports_lse_right():
+    text = _named("online_softmax_attention", _online_wrong("acc_not_rescaled"), "the accumulated output o")
+    assert "status: out ✗, lse ✓" in text
 
