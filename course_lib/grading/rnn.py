@@ -380,3 +380,98 @@ def grade_clip_grad_norm(g: Grader, fn) -> None:
         torch.sqrt(sum((o**2).sum() for o in out)) * torch.sqrt(sum((gr**2).sum() for gr in grads)))
     g.expect(abs(float(cos) - 1) < 1e-9, "properties", "clipping keeps the direction of the whole gradient",
              f"the clipped gradient points elsewhere (cosine {float(cos):.4f}): scale all tensors by one factor")
+
+
+# --------------------------------------------------------------------------------------------
+# rnn_step_jacobian: a derivation checked numerically -- dh_t/dh_{t-1} of one step, by hand
+# --------------------------------------------------------------------------------------------
+
+JACOBIAN_PARAMS = RNN_PARAMS
+JACOBIAN_RULES = {"autograd": "the exercise is to derive the Jacobian on paper and compute it from the formula, "
+                              "without autograd (torch.autograd, torch.func.jacrev/jacfwd)"}
+
+
+def _step_pre_activation(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    b_ih, b_hh = _biases(bias_ih, bias_hh)
+    # $$a_t = W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}$$
+    return x @ weight_ih.T + b_ih + h @ weight_hh.T + b_hh  # (B, H)
+
+
+def _jacobian_from(deriv, weight_hh):
+    # $$J_b = \operatorname{diag}(\phi'(a_b))\, W_{hh}$$: row i of W_hh scaled by phi'(a_i)
+    return deriv.unsqueeze(-1) * weight_hh  # (B, H, H)
+
+
+def step_jacobian_reference(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """dh_t/dh_{t-1} of one RNN step for every batch element, by autograd in float64: (B, H, H)."""
+    leaf = h.detach().to(torch.float64).clone().requires_grad_(True)
+    args = [t if t is None else t.detach().to(torch.float64) for t in (x, weight_ih, weight_hh, bias_ih, bias_hh)]
+    with torch.enable_grad():
+        h_new = ref.rnn_cell(args[0], leaf, args[1], args[2], args[3], args[4], nonlinearity)
+        # Batch elements do not interact: the gradient of the sum over the batch of unit i is row i of each J_b.
+        rows = [torch.autograd.grad(h_new[:, i].sum(), leaf, retain_graph=True)[0] for i in range(h_new.shape[1])]
+    return torch.stack(rows, dim=1)  # (B, H, H): [b, i, j] = dh_new[b, i] / dh[b, j]
+
+
+@mistake("rnn_step_jacobian", "φ′ is taken at the old state, diag(1 − h_{t-1}²) W_hh, instead of at the step's own "
+         "output, diag(1 − h_t²) W_hh")
+def _jac_deriv_at_old_state(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    deriv = 1 - h**2 if nonlinearity == "tanh" else (h > 0).to(h.dtype)
+    return _jacobian_from(deriv, weight_hh)
+
+
+@mistake("rnn_step_jacobian", "the Jacobian is transposed: W_hhᵀ diag(φ′) (the factor of the backward recursion) "
+         "instead of diag(φ′) W_hh")
+def _jac_transposed(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    a = _step_pre_activation(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    deriv = 1 - torch.tanh(a) ** 2 if nonlinearity == "tanh" else (a > 0).to(a.dtype)
+    return _jacobian_from(deriv, weight_hh).transpose(-2, -1)
+
+
+@mistake("rnn_step_jacobian", "φ′ is missing: the Jacobian is W_hh alone, as for a linear RNN")
+def _jac_no_deriv(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    return weight_hh.expand(x.shape[0], -1, -1).clone()
+
+
+@mistake("rnn_step_jacobian", "φ′ scales the columns, W_hh diag(φ′), instead of the rows, diag(φ′) W_hh")
+def _jac_columns(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    a = _step_pre_activation(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    deriv = 1 - torch.tanh(a) ** 2 if nonlinearity == "tanh" else (a > 0).to(a.dtype)
+    return weight_hh * deriv.unsqueeze(-2)
+
+
+@mistake("rnn_step_jacobian", "tanh′ is computed as 1 − a² from the pre-activation a instead of 1 − tanh(a)²")
+def _jac_deriv_of_pre_activation(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    a = _step_pre_activation(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    deriv = 1 - a**2 if nonlinearity == "tanh" else (a > 0).to(a.dtype)
+    return _jacobian_from(deriv, weight_hh)
+
+
+@mistake("rnn_step_jacobian", "nonlinearity='relu' is ignored: φ′ is always tanh′ = 1 − h_t²")
+def _jac_always_tanh(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    a = _step_pre_activation(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    return _jacobian_from(1 - torch.tanh(a) ** 2, weight_hh)
+
+
+@exercise("rnn_step_jacobian", module="01", title="The Jacobian of one RNN step, derived by hand", points=2,
+          difficulty="medium", minutes=20,
+          signature="rnn_step_jacobian(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity='tanh') "
+                    "-> J (B, H, H) with J[b, i, j] = d h_new[b, i] / d h[b, j]")
+def grade_rnn_step_jacobian(g: Grader, fn) -> None:
+    g.check_signature(fn, JACOBIAN_PARAMS)
+    records = []
+    # Non-square weight_ih (I != H) and large pre-activations (scale 1.5) keep every catalogued mistake apart.
+    cases = [(3, 4, 5, torch.float64, "tanh", True), (2, 3, 6, torch.float32, "tanh", True),
+             (3, 2, 4, torch.float64, "relu", True), (2, 4, 3, torch.float64, "tanh", False)]
+    for B, I, H, dtype, nl, bias in cases:
+        args = _rnn_inputs(g, B, I, H, None, dtype)
+        args["h"] = args["h"] * 3.0  # |h| up to ~1.5: 1 - h^2 differs clearly from 1 - h_new^2 and from 1 - a^2
+        if not bias:
+            args["bias_ih"] = args["bias_hh"] = None
+        case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}" + ("" if bias else ", no biases")
+        out, record = g.call_recording(fn, case, args["x"], args["h"], args["weight_ih"], args["weight_hh"],
+                                       args["bias_ih"], args["bias_hh"], nl)
+        records.append(record)
+        args["nonlinearity"] = nl
+        g.check_tensor(out, step_jacobian_reference(**as_float64(args)), "J", case, dtype=dtype, args=args)
+    g.forbid(records, JACOBIAN_RULES, "every case")

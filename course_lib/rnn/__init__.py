@@ -11,9 +11,10 @@ from course_lib.rnn.reference import (
     rnn,
     rnn_bptt,
     rnn_cell,
+    rnn_step_jacobian,
     scale_to_spectral_radius,
     spectral_radius,
 )
 
 __all__ = ["gradient_norms_over_lag", "largest_singular_value", "matrix_power_norms", "nonnormal_example", "rnn",
-           "rnn_bptt", "rnn_cell", "scale_to_spectral_radius", "spectral_radius"]
+           "rnn_bptt", "rnn_cell", "rnn_step_jacobian", "scale_to_spectral_radius", "spectral_radius"]

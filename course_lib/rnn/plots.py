@@ -179,13 +179,14 @@ def plot_training_runs(runs: Mapping[str, Mapping[str, Sequence[float]]], clip: 
             inset.plot(np.arange(1, len(values) + 1), values, lw=1, color=color, label=label)
         for (name, value), style in zip((baselines or {}).items(), (":", "-."), strict=False):
             inset.axhline(value, color="0.3", ls=style, lw=1, label=name)
-        inset.set_ylim(0, 1.3 * max(max(float(np.max(v[: max(1, len(v) // 10)])) for _, v, _ in finite_runs),
-                                    max((baselines or {0: 0}).values())))
+        # the first steps start far above the baselines; the scale is set by what the runs settle to
+        settled = max(float(np.percentile(v, 90)) for _, v, _ in finite_runs)
+        inset.set_ylim(0, 1.5 * max([settled, *(baselines or {}).values()]))
         inset.set_title("finite runs, linear scale", fontsize=8)
         inset.tick_params(labelsize=7)
         inset.grid(alpha=0.3)
         if baselines:
-            inset.legend(fontsize=6, loc="upper right")
+            inset.legend(fontsize=7, loc="upper right")
     plt.tight_layout()
     return axes
 

@@ -126,7 +126,7 @@ def largest_singular_value(w: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(w.to(torch.float64), ord=2))
 
 
-def nonnormal_example(H: int = 32, rho: float = 0.9, coupling: float = 0.2) -> torch.Tensor:
+def nonnormal_example(H: int = 8, rho: float = 0.9, coupling: float = 0.3) -> torch.Tensor:
     """A recurrent matrix whose spectral radius is ``rho`` but whose powers first grow: a leaky delay line.
 
     W = rho * I + coupling * S, with S the shift that lets unit j+1 feed unit j. W is triangular, so
@@ -148,8 +148,21 @@ def matrix_power_norms(w: torch.Tensor, k_max: int) -> torch.Tensor:
     """
     w = w.to(torch.float64)
     power = torch.eye(w.shape[0], dtype=torch.float64)
-    norms = []
+    powers = []
     for _ in range(k_max + 1):
-        norms.append(torch.linalg.matrix_norm(power, ord=2))
+        powers.append(power)
         power = power @ w
-    return torch.stack(norms)
+    return torch.linalg.matrix_norm(torch.stack(powers), ord=2)  # one batched SVD: (k_max + 1,)
+
+
+def rnn_step_jacobian(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """dh_t/dh_{t-1} of one step for every batch element: (B, H, H), ``J[b, i, j] = dh_new[b, i] / dh[b, j]``.
+
+    From h_t = phi(a_t) with a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh, the chain rule gives
+    diag(phi'(a_t)) W_hh: row i of W_hh scaled by phi'(a_i) (tanh' = 1 - h_t^2 at the step's own output).
+    """
+    h_new = rnn_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)  # (B, H)
+    # $$\phi'(a_t) = 1 - h_t^2 \ (\tanh), \quad \mathbb 1[h_t > 0] \ (\mathrm{relu})$$
+    deriv = 1 - h_new**2 if nonlinearity == "tanh" else (h_new > 0).to(h_new.dtype)
+    # $$\partial h_t / \partial h_{t-1} = \operatorname{diag}(\phi'(a_t))\, W_{hh}$$
+    return deriv.unsqueeze(-1) * weight_hh  # (B, H, H)

@@ -16,13 +16,14 @@ from course_lib.grading.rnn import clip_reference
 from course_lib.rnn import reference as ref
 
 MODULE_00 = ["softplus"]
-MODULE_01 = ["rnn_cell", "rnn", "rnn_bptt", "clip_grad_norm"]
+MODULE_01 = ["rnn_cell", "rnn", "rnn_bptt", "clip_grad_norm", "rnn_step_jacobian"]
 PARAMS = {
     "softplus": ["x"],
     "rnn_cell": ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"],
     "rnn": ["x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"],
     "rnn_bptt": ["x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "grad_out", "nonlinearity"],
     "clip_grad_norm": ["grads", "max_norm"],
+    "rnn_step_jacobian": ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "nonlinearity"],
 }
 
 
@@ -32,7 +33,7 @@ def clip_grad_norm(grads, max_norm):
 
 
 REFERENCES = {"softplus": F.softplus, "rnn_cell": ref.rnn_cell, "rnn": ref.rnn, "rnn_bptt": ref.rnn_bptt,
-              "clip_grad_norm": clip_grad_norm}
+              "clip_grad_norm": clip_grad_norm, "rnn_step_jacobian": ref.rnn_step_jacobian}
 
 
 def test_module_00_and_01_exercises_are_registered():
@@ -576,3 +577,86 @@ def test_clip_grad_norm_mistakes_are_rejected(fn, stage):
 def test_clip_grad_norm_mistakes_are_named(fn, name):
     text = _named("clip_grad_norm", fn, _description("clip_grad_norm", name))
     assert "status: grads[0] " in text
+
+
+# --------------------------------------------------------------------------------------------
+# rnn_step_jacobian: the derivation exercise, checked against autograd in float64
+# --------------------------------------------------------------------------------------------
+
+
+def _pre_activation(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    a = x @ weight_ih.T + h @ weight_hh.T
+    return a + sum(b for b in (bias_ih, bias_hh) if b is not None)
+
+
+def jacobian_einsum(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Correct: diag(phi') as an explicit diagonal matrix, multiplied with einsum."""
+    a = _pre_activation(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    deriv = 1 - torch.tanh(a) ** 2 if nonlinearity == "tanh" else (a > 0).to(a.dtype)
+    return torch.einsum("bij,jk->bik", torch.diag_embed(deriv), weight_hh)
+
+
+def jacobian_loop(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Correct: one batch element and one row at a time, tanh' written as 1/cosh^2."""
+    rows = []
+    for b in range(x.shape[0]):
+        a = _pre_activation(x[b:b + 1], h[b:b + 1], weight_ih, weight_hh, bias_ih, bias_hh)[0]
+        deriv = 1 / torch.cosh(a) ** 2 if nonlinearity == "tanh" else torch.where(a > 0, 1.0, 0.0).to(a.dtype)
+        rows.append(torch.stack([deriv[i] * weight_hh[i] for i in range(weight_hh.shape[0])]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("fn", [jacobian_einsum, jacobian_loop], ids=["einsum", "loop"])
+def test_rnn_step_jacobian_other_correct_versions_pass(fn):
+    passed, _, text = _grade("rnn_step_jacobian", fn)
+    assert passed, text
+    assert "diagnosis" not in text
+
+
+def jacobian_by_autograd(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Right values, wrong method: the statement asks for the derived formula, not autograd."""
+    leaf = h.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        h_new = ref.rnn_cell(x, leaf, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
+        rows = [torch.autograd.grad(h_new[:, i].sum(), leaf, retain_graph=True)[0] for i in range(h_new.shape[1])]
+    return torch.stack(rows, dim=1)
+
+
+def jacobian_by_jacrev(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """Right values, wrong method: torch.func.jacrev runs autograd inside."""
+    def step(hh, xx):
+        return ref.rnn_cell(xx, hh, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
+
+    return torch.func.vmap(torch.func.jacrev(step))(h, x)
+
+
+def jacobian_float64(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    return ref.rnn_step_jacobian(x.double(), h.double(), weight_ih.double(), weight_hh.double(),
+                                 None if bias_ih is None else bias_ih.double(),
+                                 None if bias_hh is None else bias_hh.double(), nonlinearity)
+
+
+def jacobian_batch_mean(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    return ref.rnn_step_jacobian(x, h, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity).mean(0)
+
+
+@pytest.mark.parametrize("fn, stage", [
+    (jacobian_by_autograd, "rules"),                  # autograd instead of the derivation
+    (jacobian_by_jacrev, "rules"),                    # torch.func.jacrev is autograd too
+    (jacobian_float64, "dtype"),                      # float32 in, float64 out
+    (jacobian_batch_mean, "shapes"),                  # one (H, H) matrix averaged over the batch
+], ids=["autograd", "jacrev", "float64 out", "batch mean"])
+def test_rnn_step_jacobian_mistakes_are_rejected(fn, stage):
+    text = _rejected_at("rnn_step_jacobian", fn, stage)
+    if stage == "rules":
+        assert "without autograd" in text
+
+
+@pytest.mark.parametrize("name, stage", [
+    ("_jac_deriv_at_old_state", "values"), ("_jac_transposed", "values"), ("_jac_no_deriv", "values"),
+    ("_jac_columns", "values"), ("_jac_deriv_of_pre_activation", "values"), ("_jac_always_tanh", "values"),
+])
+def test_rnn_step_jacobian_catalogued_mistakes_fail_at_values_and_are_named(name, stage):
+    wrong = next(m for m in MISTAKES["rnn_step_jacobian"] if m.fn.__name__ == name)
+    text = _rejected_at("rnn_step_jacobian", wrong.fn, stage)
+    assert DIAGNOSIS + wrong.description in text

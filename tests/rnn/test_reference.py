@@ -246,19 +246,20 @@ def test_nonnormal_example_has_radius_rho_but_powers_that_grow():
     """rho = 0.9 is not a bound: the leaky delay line's powers exceed 1 for dozens of steps, then decay at rate rho."""
     from course_lib.rnn import largest_singular_value, matrix_power_norms, nonnormal_example
 
-    w = nonnormal_example(H=32, rho=0.9, coupling=0.2)
+    w = nonnormal_example(H=8, rho=0.9, coupling=0.3)
     assert spectral_radius(w) == pytest.approx(0.9, abs=1e-12)
     assert not torch.allclose(w @ w.T, w.T @ w), "the example is non-normal"
-    norms = matrix_power_norms(w, 600)
+    norms = matrix_power_norms(w, 400)
     expected = torch.stack([torch.linalg.matrix_norm(torch.linalg.matrix_power(w, k), ord=2) for k in (0, 1, 7, 50)])
     assert_close(norms[[0, 1, 7, 50]], expected, name="||W^k||")
     sigma = largest_singular_value(w)
-    k = torch.arange(601, dtype=torch.float64)
+    k = torch.arange(401, dtype=torch.float64)
     assert bool((norms <= sigma**k * (1 + 1e-9)).all()), "sigma_max^k bounds ||W^k||"
     assert bool((norms >= 0.9**k * (1 - 1e-9)).all()), "rho^k is a lower bound of ||W^k||"
     assert float(norms[50]) > 1.0 > 0.9**50
+    assert float(norms.max()) > 100 and float(norms[400]) < 1
     # Gelfand: ||W^k||^(1/k) -> rho; after the transient the decay rate approaches 0.9
-    assert float(norms[600] / norms[599]) == pytest.approx(0.9, abs=0.05)
+    assert float(norms[400] / norms[399]) == pytest.approx(0.9, abs=0.03)
 
 
 def test_nonnormal_example_rejects_a_single_unit():
