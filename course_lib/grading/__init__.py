@@ -14,7 +14,7 @@ from course_lib.grading import progress
 from course_lib.grading.core import EXERCISES, CheckResult, Exercise, SubCheck, run_grader
 
 # Importing a grader module registers its exercises.
-from course_lib.grading import attention, hopfield, intro, lstm, mlstm, rnn, slstm  # noqa: E402,F401  isort: skip
+from course_lib.grading import attention, hopfield, intro, kernels, lstm, mlstm, rnn, slstm  # noqa: E402,F401  isort: skip
 
 __all__ = ["EXERCISES", "CheckResult", "Exercise", "SubCheck", "check", "exercises_for_module"]
 

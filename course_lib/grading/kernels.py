@@ -1,0 +1,351 @@
+"""Module 07 graders: Triton kernels, graded on a CPU through Triton's interpreter.
+
+The learner hands in a ``@triton.jit`` kernel with a fixed signature; the grader launches it on its
+own buffers, built so that the classic kernel bugs become visible by public means only:
+
+* every input row sits inside a larger buffer whose guard cells (after each row, and after the last
+  row) hold NaN -- a load without its mask reads a NaN and the output shows it;
+* every output buffer is poisoned with NaN before the launch -- a tile the kernel never writes stays
+  NaN ("never written");
+* the guard cells of every output buffer hold a sentinel -- a store without its mask overwrites one;
+* sizes are never multiples of the block size.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from course_lib.grading.core import Grader, dtype_name, exercise, mistake
+
+SENTINEL = 4321.0  # written into the guard cells of output buffers; a store without a mask overwrites it
+
+
+def _is_kernel(fn: Any) -> bool:
+    return hasattr(fn, "arg_names") and callable(getattr(fn, "run", None)) and hasattr(fn, "__getitem__")
+
+
+def _check_kernel(g: Grader, fn: Any, params: list[str]) -> None:
+    """The object is a ``@triton.jit`` kernel whose parameters are exactly ``params``."""
+    if not _is_kernel(fn):
+        what = "a plain Python function" if inspect.isfunction(fn) else type(fn).__name__
+        g.fail("signature", "is a Triton kernel",
+               f"expected a kernel decorated with @triton.jit, got {what}: put @triton.jit on the line above def")
+    names = list(fn.arg_names)
+    if names != params:
+        g.fail("signature", "kernel parameters",
+               f"your kernel takes ({', '.join(names)}); the exercise launches it with ({', '.join(params)}) "
+               "in this order: keep these names and this order")
+    g.ok("signature", f"a Triton kernel with parameters ({', '.join(params)})")
+
+
+def _guarded(x: torch.Tensor, guard: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(buffer, view): ``x`` (R, C) copied into rows of stride C + guard of a NaN-filled buffer with guard rows."""
+    R, C = x.shape
+    buf = torch.full(((R + 1) * (C + guard),), math.nan, dtype=x.dtype)
+    view = buf[: R * (C + guard)].view(R, C + guard)[:, :C]
+    view.copy_(x)
+    return buf, view
+
+
+def _output(shape: tuple[int, int], guard: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(buffer, view): a NaN-poisoned (R, C) output view inside a buffer whose guard cells hold SENTINEL."""
+    R, C = shape
+    buf = torch.full(((R + 1) * (C + guard),), SENTINEL, dtype=dtype)
+    view = buf[: R * (C + guard)].view(R, C + guard)[:, :C]
+    view.fill_(math.nan)
+    return buf, view
+
+
+def _guard_untouched(g: Grader, buf: torch.Tensor, view: torch.Tensor, name: str, case: str, hint: str) -> None:
+    inside = torch.zeros_like(buf, dtype=torch.bool)
+    R, C = view.shape
+    stride = view.stride(0)
+    for r in range(R):
+        inside[r * stride: r * stride + C] = True
+    changed = (buf != SENTINEL) & ~inside
+    if bool(changed.any()):
+        first = int(changed.nonzero()[0])
+        row, col = divmod(first, stride)
+        g.fail("properties", f"writes only inside {name} ({case})",
+               f"your kernel wrote {int(changed.sum())} value(s) outside {name}, the first at row {row}, column "
+               f"{col} (the row has {C} columns): {hint}")
+    g.ok("properties", f"writes only inside {name} ({case})")
+
+
+def _all_written(g: Grader, out: torch.Tensor, name: str, case: str, hint: str) -> None:
+    unwritten = torch.isnan(out)
+    if bool(unwritten.any()):
+        idx = unwritten.nonzero()[0].tolist()
+        g.fail("finite", f"every element of {name} written ({case})",
+               f"{int(unwritten.sum())} of {out.numel()} elements of {name} are NaN, the first at {idx}: either "
+               f"your kernel never wrote them or it read a NaN guard cell past the end of a row ({hint})")
+
+
+def _launch(g: Grader, case: str, launch: Callable[[], None]) -> None:
+    """Run the launch closure through Grader.call (errors, time limit) -- the kernel returns nothing."""
+
+    def run_kernel():
+        launch()
+
+    g.call(run_kernel, case)
+
+
+# --------------------------------------------------------------------------------------------
+# softmax_rows_kernel
+# --------------------------------------------------------------------------------------------
+
+SOFTMAX_PARAMS = ["X", "Y", "n_cols", "x_stride", "y_stride", "BLOCK"]
+
+
+def softmax_rows_reference(x: torch.Tensor) -> torch.Tensor:
+    """Softmax of every row of x (R, C)."""
+    return torch.softmax(x, dim=-1)
+
+
+@mistake("softmax_rows_kernel", "the row maximum is not subtracted before exp (exp overflows to inf for large "
+                                "scores, and inf / inf is NaN)", native_dtype=True)
+def _softmax_no_max(x):
+    e = torch.exp(x)
+    return e / e.sum(-1, keepdim=True)
+
+
+@mistake("softmax_rows_kernel", "the masked-off columns are loaded as 0 instead of -inf, so every padding column "
+                                "adds exp(0 - max) to the sum")
+def _softmax_pad_zero(x, BLOCK=None):
+    C = x.shape[-1]
+    BLOCK = BLOCK or 1 << max(C - 1, 0).bit_length()
+    padded = F.pad(x, (0, BLOCK - C), value=0.0)
+    m = padded.amax(-1, keepdim=True)
+    e = torch.exp(padded - m)
+    return (e / e.sum(-1, keepdim=True))[..., :C]
+
+
+@mistake("softmax_rows_kernel", "the sum is taken over the whole column block instead of over each row")
+def _softmax_sum_all(x):
+    e = torch.exp(x - x.amax(-1, keepdim=True))
+    return e / e.sum()
+
+
+@exercise("softmax_rows_kernel", module="07", title="A row-softmax kernel with masks", points=2, difficulty="medium",
+          minutes=20, timeout_s=60.0,
+          signature="@triton.jit softmax_rows_kernel(X, Y, n_cols, x_stride, y_stride, BLOCK: tl.constexpr); "
+                    "grid (n_rows,): program r writes softmax(X[r, :n_cols]) to Y[r, :n_cols]; BLOCK >= n_cols")
+def grade_softmax_rows_kernel(g: Grader, fn) -> None:
+    _check_kernel(g, fn, SOFTMAX_PARAMS)
+    # (rows, columns, dtype, offset): an offset of 100 makes exp(x) overflow in float32 (above ~88.7).
+    cases = [(3, 5, torch.float32, 0.0), (2, 16, torch.float64, 0.0), (4, 33, torch.float32, 0.0),
+             (1, 1, torch.float64, 0.0), (2, 100, torch.float32, 0.0), (3, 7, torch.float32, 100.0)]
+    for R, C, dtype, offset in cases:
+        BLOCK = 1 << max(C - 1, 0).bit_length()
+        x = (torch.randn(R, C, generator=g.gen, dtype=torch.float64) * 5.0 + offset).to(dtype)
+        label = "large scores (x around 100)" if offset else "ragged" if C != BLOCK else "n_cols == BLOCK"
+        case = f"X: ({R}, {C}) {dtype_name(dtype)}, BLOCK={BLOCK}, {label}"
+        xbuf, xv = _guarded(x, BLOCK)
+        ybuf, yv = _output((R, C), BLOCK, dtype)
+        _launch(g, case, lambda xv=xv, yv=yv, C=C, BLOCK=BLOCK, R=R: fn[(R,)](
+            xv, yv, C, xv.stride(0), yv.stride(0), BLOCK=BLOCK))
+        _guard_untouched(g, ybuf, yv, "Y's rows", case, "store with mask=cols < n_cols")
+        if not offset:
+            _all_written(g, yv, "Y", case, "load with mask=cols < n_cols, other=-float('inf'); "
+                                           "store with the same mask")
+        g.check_tensor(yv.clone(), softmax_rows_reference(x.double()), "Y", case, dtype=dtype, args=dict(x=x))
+
+
+# --------------------------------------------------------------------------------------------
+# online_lse_kernel
+# --------------------------------------------------------------------------------------------
+
+LSE_PARAMS = ["X", "OUT", "n_cols", "x_stride", "BLOCK"]
+
+
+def online_lse_reference(x: torch.Tensor, BLOCK: int) -> torch.Tensor:
+    """logsumexp of every row of x (R, C) -> (R,); BLOCK does not change the result."""
+    return torch.logsumexp(x, dim=-1)
+
+
+def _tiles(x: torch.Tensor, BLOCK: int, n_tiles: int | None = None):
+    C = x.shape[-1]
+    n = math.ceil(C / BLOCK) if n_tiles is None else n_tiles
+    return [x[..., j * BLOCK: min((j + 1) * BLOCK, C)] for j in range(n)]
+
+
+@mistake("online_lse_kernel", "the running sum is not rescaled by exp(m_old - m_new) when the maximum grows")
+def _lse_no_rescale(x, BLOCK):
+    m = torch.full(x.shape[:-1], -math.inf, dtype=x.dtype)
+    s = torch.zeros(x.shape[:-1], dtype=x.dtype)
+    for t in _tiles(x, BLOCK):
+        m = torch.maximum(m, t.amax(-1))
+        s = s + torch.exp(t - m[..., None]).sum(-1)
+    return m + torch.log(s)
+
+
+@mistake("online_lse_kernel", "the loop stops one tile early (range(0, n_cols - BLOCK, BLOCK) or similar): the "
+                              "last tile of every row is never read")
+def _lse_one_tile_short(x, BLOCK):
+    n = math.ceil(x.shape[-1] / BLOCK) - 1
+    if n == 0:
+        return torch.full(x.shape[:-1], -math.inf, dtype=x.dtype)
+    return torch.logsumexp(torch.cat(_tiles(x, BLOCK, n), dim=-1), dim=-1)
+
+
+@mistake("online_lse_kernel", "the result is m + l instead of m + log(l)")
+def _lse_no_log(x, BLOCK):
+    m = x.amax(-1)
+    return m + torch.exp(x - m[..., None]).sum(-1)
+
+
+@mistake("online_lse_kernel", "the running sum is accumulated in float16 (the input dtype) instead of float32",
+         native_dtype=True)
+def _lse_fp16_accumulator(x, BLOCK):
+    if x.dtype != torch.float16:
+        raise ValueError("only for float16 inputs")
+    m = torch.full(x.shape[:-1], -math.inf, dtype=torch.float32)
+    s = torch.zeros(x.shape[:-1], dtype=torch.float16)
+    for t in _tiles(x.float(), BLOCK):
+        m_new = torch.maximum(m, t.amax(-1))
+        # Each tile is summed in float32, but the running sum is rounded to float16 after every tile.
+        s = (s.float() * torch.exp(m - m_new) + torch.exp(t - m_new[..., None]).sum(-1)).half()
+        m = m_new
+    return (m + torch.log(s.float())).double()
+
+
+@exercise("online_lse_kernel", module="07", title="One tile at a time: an online log-sum-exp kernel", points=2,
+          difficulty="medium", minutes=25, timeout_s=60.0,
+          signature="@triton.jit online_lse_kernel(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr); grid (n_rows,): "
+                    "program r reads X[r, :n_cols] BLOCK columns at a time, keeps a running max m and a rescaled "
+                    "running sum l (float32), and writes OUT[r] = m + log(l)")
+def grade_online_lse_kernel(g: Grader, fn) -> None:
+    _check_kernel(g, fn, LSE_PARAMS)
+    cases = [(3, 37, 16, torch.float32, 3.0), (2, 64, 16, torch.float64, 3.0), (4, 5, 16, torch.float32, 1.0),
+             (2, 100, 32, torch.float64, 5.0), (1, 1, 16, torch.float64, 1.0), (2, 4000, 16, torch.float16, 0.05)]
+    for R, C, BLOCK, dtype, spread in cases:
+        # A rising trend along the row makes the maximum grow tile after tile: rescaling matters.
+        trend = torch.linspace(0, spread * 4, C, dtype=torch.float64)
+        x = (torch.randn(R, C, generator=g.gen, dtype=torch.float64) * spread + trend).to(dtype)
+        case = f"X: ({R}, {C}) {dtype_name(dtype)}, BLOCK={BLOCK}" + (
+            ", long float16 rows (accumulate in float32)" if dtype == torch.float16 else "")
+        xbuf, xv = _guarded(x, BLOCK)
+        # OUT: R contiguous values (one per row), followed by guard cells.
+        obuf, ov = _output((1, R), BLOCK, torch.float32 if dtype == torch.float16 else dtype)
+        _launch(g, case, lambda xv=xv, ov=ov, C=C, BLOCK=BLOCK, R=R: fn[(R,)](
+            xv, ov[0], C, xv.stride(0), BLOCK=BLOCK))
+        _guard_untouched(g, obuf, ov, "OUT", case, "each program stores one value, at OUT + r")
+        _all_written(g, ov, "OUT", case, "load with mask=cols < n_cols, other=-float('inf')")
+        out = ov[0].clone()
+        # float16 inputs, float32 accumulation: the result is good to ~1e-5 (a float16 sum drifts by ~1e-3).
+        tol = dict(atol=2e-4, rtol=0.0) if dtype == torch.float16 else None
+        g.check_tensor(out, online_lse_reference(x.double(), BLOCK), "OUT", case, dtype=out.dtype, tol=tol,
+                       args=dict(x=x, BLOCK=BLOCK))
+
+
+# --------------------------------------------------------------------------------------------
+# mlstm_intra_chunk_kernel
+# --------------------------------------------------------------------------------------------
+
+INTRA_PARAMS = ["Q", "K", "V", "B", "I", "H", "S", "D", "DV", "q_scale", "eps", "L", "BLOCK_D", "BLOCK_DV"]
+
+
+def mlstm_intra_chunk_reference(q, k, v, i, f, L, eps=1e-6):
+    """Chunk outputs with nothing carried in: each chunk of L steps is an mLSTM started from zero states.
+
+    q, k (S, D), v (S, DV), i, f (S,) for one head -> h (S, DV).
+    """
+    from course_lib.xlstm.mlstm import mlstm_recurrent
+
+    hs = []
+    for start in range(0, q.shape[0], L):
+        sl = slice(start, start + L)
+        hs.append(mlstm_recurrent(q[None, None, sl], k[None, None, sl], v[None, None, sl], i[None, None, sl],
+                                  f[None, None, sl], eps=eps)[0, 0])
+    return torch.cat(hs, dim=0)
+
+
+def _intra_chunk(q, k, v, i, f, L, eps, *, mask_upper=True, bound=True, scale_q=True, keep_tail=True):
+    """The intra-chunk output in PyTorch, with switches for the catalogued mistakes."""
+    S, D = q.shape
+    hs = []
+    for start in range(0, S, L):
+        if not keep_tail and start + L > S:
+            hs.append(torch.full((S - start, v.shape[-1]), math.nan, dtype=v.dtype))
+            continue
+        sl = slice(start, min(start + L, S))
+        qc, kc, vc, ic = q[sl], k[sl], v[sl], i[sl]
+        b = F.logsigmoid(f[sl]).cumsum(0)
+        log_d = b[:, None] - b[None, :] + ic[None, :]
+        if mask_upper:
+            n = log_d.shape[0]
+            log_d = log_d.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), -math.inf)
+        m = torch.maximum(b, log_d.amax(-1))  # m_k = 0: the carried term is exp(b_t - m_t) * 0
+        s = (qc @ kc.T) * (D ** -0.5 if scale_q else 1.0) * torch.exp(log_d - m[:, None])
+        den = s.sum(-1)
+        den = torch.maximum(den.abs(), torch.exp(-m)) if bound else den.abs()
+        hs.append((s @ vc) / (den + eps)[:, None])
+    return torch.cat(hs, dim=0)
+
+
+@mistake("mlstm_intra_chunk_kernel", "log D is not masked above the diagonal: step t also reads keys and values "
+                                     "written after it")
+def _intra_unmasked(q, k, v, i, f, L, eps=1e-6):
+    return _intra_chunk(q, k, v, i, f, L, eps, mask_upper=False)
+
+
+@mistake("mlstm_intra_chunk_kernel", "the normaliser is |den| without the lower bound exp(-m_t) (the paper's "
+                                     "max(|n^T q|, 1))")
+def _intra_no_bound(q, k, v, i, f, L, eps=1e-6):
+    return _intra_chunk(q, k, v, i, f, L, eps, bound=False)
+
+
+@mistake("mlstm_intra_chunk_kernel", "q is not scaled by q_scale = DQK^-1/2")
+def _intra_unscaled(q, k, v, i, f, L, eps=1e-6):
+    return _intra_chunk(q, k, v, i, f, L, eps, scale_q=False)
+
+
+@mistake("mlstm_intra_chunk_kernel", "the last, shorter chunk is skipped "
+                                     "(the kernel only handles chunks of a full L steps): "
+                                     "its outputs are never written")
+def _intra_tail_dropped(q, k, v, i, f, L, eps=1e-6):
+    return _intra_chunk(q, k, v, i, f, L, eps, keep_tail=False)
+
+
+@exercise("mlstm_intra_chunk_kernel", module="07", title="The intra-chunk mLSTM output as a kernel", points=3,
+          difficulty="hard", minutes=40, timeout_s=90.0,
+          signature="@triton.jit mlstm_intra_chunk_kernel(Q, K, V, B, I, H, S, D, DV, q_scale, eps, L: tl.constexpr, "
+                    "BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr); grid (cdiv(S, L),): program c writes "
+                    "h_t = Σ_{s<=t} (q̂_t·k_s) e^{log D_ts - m_t} v_s / (max(|Σ_s (q̂_t·k_s) e^{log D_ts - m_t}|, "
+                    "e^{-m_t}) + eps) for the steps t of chunk c, with log D_ts = b_t - b_s + i_s, "
+                    "m_t = max(b_t, max_s log D_ts), B = in-chunk cumulative log-sigmoid forget gate")
+def grade_mlstm_intra_chunk_kernel(g: Grader, fn) -> None:
+    _check_kernel(g, fn, INTRA_PARAMS)
+    cases = [(16, 16, 16, 16, torch.float64), (37, 16, 16, 24, torch.float32), (40, 32, 16, 16, torch.float64),
+             (5, 16, 32, 16, torch.float32), (70, 32, 8, 8, torch.float64)]
+    for S, L, D, DV, dtype in cases:
+        BLOCK_D, BLOCK_DV = max(16, 1 << (D - 1).bit_length()), max(16, 1 << (DV - 1).bit_length())
+        q, k = (g.randn(S, D) for _ in range(2))
+        v = g.randn(S, DV)
+        i = g.randn(S)
+        f = g.randn(S) + 3.0
+        b = torch.cat([F.logsigmoid(f[s: s + L]).cumsum(0) for s in range(0, S, L)])
+        args = dict(q=q.to(dtype), k=k.to(dtype), v=v.to(dtype), i=i.to(dtype), f=f.to(dtype), L=L)
+        case = f"S={S}, L={L}, D={D}, DV={DV}, {dtype_name(dtype)}" + (" (ragged last chunk)" if S % L else "")
+        # Rows as one contiguous block: the kernel indexes row t at t * D (or t * DV); the guard comes after.
+        flat = {name: torch.cat([t.to(dtype).reshape(-1), torch.full((L * max(D, DV),), math.nan, dtype=dtype)])
+                for name, t in dict(q=q, k=k, v=v, b=b, i=i).items()}
+        hbuf = torch.full((S * DV + L * DV,), SENTINEL, dtype=dtype)
+        hbuf[: S * DV] = math.nan
+        _launch(g, case, lambda flat=flat, hbuf=hbuf, S=S, D=D, DV=DV, L=L, BD=BLOCK_D, BDV=BLOCK_DV: fn[
+            (math.ceil(S / L),)](flat["q"], flat["k"], flat["v"], flat["b"], flat["i"], hbuf, S, D, DV, D ** -0.5,
+                                 1e-6, L=L, BLOCK_D=BD, BLOCK_DV=BDV))
+        outside = hbuf[S * DV:]
+        if bool((outside != SENTINEL).any()):
+            g.fail("properties", f"writes only inside H ({case})",
+                   f"your kernel wrote {int((outside != SENTINEL).sum())} value(s) past the last row of H: the "
+                   "store needs mask=(t < S) on the rows (and cols < DV on the columns)")
+        g.ok("properties", f"writes only inside H ({case})")
+        h = hbuf[: S * DV].view(S, DV).clone()
+        g.check_tensor(h, mlstm_intra_chunk_reference(q, k, v, i, f, L), "H", case, dtype=dtype, args=args)
