@@ -1,13 +1,16 @@
 """Choose how Triton kernels run: compiled on a CUDA GPU, interpreted on the CPU otherwise.
 
-Triton reads ``TRITON_INTERPRET`` when a kernel is decorated with ``@triton.jit``, so the switch
-must happen before any module that defines kernels is imported. ``course_lib/__init__.py`` imports
+Triton reads ``TRITON_INTERPRET`` when a function is decorated with ``@triton.jit`` -- and Triton's
+own helpers (``tl.max``, ``tl.sum``, ...) are decorated when ``triton`` is first imported -- so the
+switch must happen before ``triton`` is imported at all. ``course_lib/__init__.py`` imports
 this module first, which is why it is the one import-time side effect of the package.
 A value the user set explicitly is respected.
 """
 
 import importlib.util
 import os
+import sys
+import warnings
 
 import torch
 
@@ -16,6 +19,11 @@ def _decide_mode() -> str:
     if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
         return "gpu"
     # No GPU (or the user asked for the interpreter): kernels take CPU tensors.
+    if "TRITON_INTERPRET" not in os.environ and "triton" in sys.modules:
+        warnings.warn("triton was imported before course_lib on a machine without a GPU, so Triton's interpreter "
+                      "cannot be switched on any more and kernels will fail with \"Cannot call @triton.jit'd "
+                      "outside of the scope of a kernel\". Restart the kernel and import course_lib first.",
+                      stacklevel=3)
     os.environ.setdefault("TRITON_INTERPRET", "1")
     return "interpreter" if os.environ["TRITON_INTERPRET"] == "1" else "gpu"
 

@@ -24,3 +24,15 @@ def test_without_gpu_the_interpreter_is_switched_on():
 
 def test_an_explicit_user_setting_is_respected():
     assert _import_in_fresh_process({"TRITON_INTERPRET": "1"}) == ["1", "interpreter"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+def test_importing_triton_first_gets_a_warning_that_says_what_to_do():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-W", "always", "-c", "import triton, course_lib"], capture_output=True,
+                            text=True, env=env, check=True)
+    assert "triton was imported before course_lib" in result.stderr
+    assert "import course_lib first" in result.stderr
+    quiet = subprocess.run([sys.executable, "-W", "always", "-c", "import course_lib, triton"], capture_output=True,
+                           text=True, env=env, check=True)
+    assert "triton was imported before course_lib" not in quiet.stderr

@@ -7,12 +7,15 @@ short, a float16 accumulator, an unmasked decay matrix, a dropped ragged chunk.
 
 from __future__ import annotations
 
-import pytest
+# isort: off
+import course_lib  # noqa: F401  (sets TRITON_INTERPRET before triton is imported: its own helpers are jitted)
 import triton
 import triton.language as tl
+
+# isort: on
+import pytest
 from helpers import assert_passes, assert_rejected_at, grade_outcome
 
-import course_lib  # noqa: F401  (sets TRITON_INTERPRET before the kernels below are defined)
 from course_lib.grading import EXERCISES
 from course_lib.grading.core import MISTAKES
 
