@@ -21,6 +21,7 @@ from course_lib.xlstm.mlstm import (
     mlstm_step,
 )
 from course_lib.xlstm.slstm import (
+    RecurrentClassifier,
     SLSTMBlock,
     SLSTMLayer,
     SLSTMTokenModel,
@@ -57,6 +58,7 @@ __all__ = [
     "mlstm_parallel_stopgrad",
     "mlstm_recurrent",
     "mlstm_step",
+    "RecurrentClassifier",
     "SLSTMBlock",
     "SLSTMLayer",
     "SLSTMTokenModel",
