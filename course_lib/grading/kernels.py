@@ -91,7 +91,16 @@ def _launch(g: Grader, case: str, launch: Callable[[], None]) -> None:
     """Run the launch closure through Grader.call (errors, time limit) -- the kernel returns nothing."""
 
     def run_kernel():
-        launch()
+        try:
+            launch()
+        except Exception as exc:  # noqa: BLE001 - the interpreter wraps the learner's errors
+            cause = exc.__cause__
+            if isinstance(cause, NotImplementedError):
+                raise NotImplementedError() from None
+            if cause is not None and type(exc).__name__ == "InterpreterError":
+                # Report the learner's own error (e.g. a shape mismatch in tl.dot), not the wrapper.
+                raise cause from None
+            raise
 
     g.call(run_kernel, case)
 
