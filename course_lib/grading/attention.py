@@ -13,8 +13,11 @@ from course_lib.attention import reference as ref
 from course_lib.grading.core import Grader, as_float64, check_gradients, dtype_name, exercise, mistake
 
 SDPA_PARAMS = ["q", "k", "v", "attn_mask", "is_causal", "scale"]
-# The statement of module 03 says: do not call F.scaled_dot_product_attention or nn.MultiheadAttention.
+# The statement of module 03 says: do not call F.scaled_dot_product_attention, nn.MultiheadAttention or
+# course_lib.attention.
 ATTENTION_BUILTINS = {
+    "course_lib.attention": "the exercise is to write attention yourself; course_lib.attention is the course's "
+                            "reference implementation",
     "scaled_dot_product_attention": "the exercise is to write attention yourself; "
                                     "F.scaled_dot_product_attention does it for you",
     "multi_head_attention": "the exercise is to write attention yourself; nn.MultiheadAttention does it for you",
@@ -442,11 +445,13 @@ def grade_online_softmax_attention(g: Grader, fn) -> None:
         (2, 2, 6, 6, 8, 8, 2, False, 0.5, torch.float64, 1.0, "scale=0.5"),
         (2, 2, 8, 8, 8, 8, 3, False, 1.0, torch.float32, 4.0, "large scores (|s| > 88: exp overflows in float32)"),
     ]
+    records = []
     for B, NH, Sq, Sk, D, DV, block, causal, scale, dtype, s_scale, label in cases:
         q, k, v = _qkv(g, B, NH, Sq, Sk, D, DV, dtype, scale=s_scale)
         case = (f"q: {tuple(q.shape)}, k: {tuple(k.shape)}, v: {tuple(v.shape)}, {dtype_name(dtype)}, "
                 f"block_size={block}, {label}")
-        result = g.call(fn, case, q, k, v, block, causal, scale)
+        result, record = g.call_recording(fn, case, q, k, v, block, causal, scale)
+        records.append(record)
         args = dict(q=q, k=k, v=v, block_size=block, is_causal=causal, scale=scale)
         g.check_outputs(result, _online_reference(**as_float64(args)), ("out", "lse"), case, dtype=dtype, args=args)
 
@@ -474,6 +479,7 @@ def grade_online_softmax_attention(g: Grader, fn) -> None:
              f"your function computed a floating-point tensor of shape {recorder.widest_shape}: values for "
              f"{recorder.widest} keys of every query at once. An online softmax looks at block_size={block} keys "
              "at a time (k[..., j:j + block_size, :]) and keeps only a running max, sum and output per query")
+    g.forbid(records, ATTENTION_BUILTINS, "every case")
 
 
 class _WidestScores(TorchDispatchMode):

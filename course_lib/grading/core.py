@@ -26,6 +26,7 @@ import html
 import inspect
 import math
 import random
+import sys
 import threading
 import time
 import traceback
@@ -428,8 +429,12 @@ class Grader:
                       "(an infinite loop, or a loop over far more steps than needed?)")
         except Exception as exc:  # noqa: BLE001
             where = _learner_frame(exc)
+            why = ""
+            if inference and isinstance(exc, RuntimeError) and ("grad" in str(exc) or "inference" in str(exc).lower()):
+                why = ("\nautograd is off here: the grader calls this function inside torch.inference_mode(), "
+                       "so the gradients must be computed by hand")
             self.fail("runs", f"runs without error ({case})",
-                      f"{type(exc).__name__}: {exc}" + (f"\n  at {where}" if where else ""))
+                      f"{type(exc).__name__}: {exc}" + (f"\n  at {where}" if where else "") + why)
         elapsed = time.perf_counter() - start
         self.last_call_seconds = elapsed
         new_args = (args, kwargs)
@@ -664,17 +669,36 @@ class Grader:
 
 
 class OpRecord:
-    """The torch functions and ATen operators that a learner's function called (for rule checks)."""
+    """The torch functions and ATen operators that a learner's function called (for rule checks).
+
+    ``course`` lists the functions of ``course_lib`` (outside the graders) that the learner's own code
+    called directly, e.g. ``course_lib.attention.reference.scaled_dot_product_attention``, so that a
+    rule (a fragment starting with "course_lib") can forbid the course's reference implementations.
+    """
 
     def __init__(self) -> None:
         self.functions: list[str] = []
         self.aten: list[str] = []
+        self.course: list[str] = []
         self.autograd: str | None = None
         self.no_grad_call = False
 
     def find(self, fragment: str) -> str | None:
-        """The first recorded function or operator whose name contains ``fragment``."""
-        return next((n for n in self.functions + self.aten if fragment in n), None)
+        """The first recorded function or operator whose name contains ``fragment``.
+
+        Calls of ``course_lib`` functions are searched only for fragments that start with "course_lib".
+        """
+        names = self.course if fragment.startswith("course_lib") else self.functions + self.aten
+        return next((n for n in names if fragment in n), None)
+
+    def _profile(self, frame: Any, event: str, arg: Any) -> None:
+        if event != "call":
+            return
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("course_lib.") and not module.startswith("course_lib.grading"):
+            caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back is not None else ""
+            if not caller.startswith("course_lib"):  # called by the learner's code, not by the course itself
+                self.course.append(f"{module}.{frame.f_code.co_name}")
 
     def wrap(self, fn: Callable) -> Callable:
         record = self
@@ -699,8 +723,13 @@ class OpRecord:
         def recorded(*args: Any, **kwargs: Any) -> Any:
             # Entered in the thread that runs the learner's function: function and dispatch modes are per thread.
             record.no_grad_call = not torch.is_grad_enabled()
-            with Functions(), Operators():
-                return fn(*args, **kwargs)
+            previous = sys.getprofile()
+            sys.setprofile(record._profile)
+            try:
+                with Functions(), Operators():
+                    return fn(*args, **kwargs)
+            finally:
+                sys.setprofile(previous)
 
         try:
             recorded.__signature__ = inspect.signature(fn)

@@ -200,11 +200,25 @@ def _sdpa_wrong(variant):
     return fn
 
 
-@pytest.mark.parametrize("fn", [sdpa_looped, lambda q, k, v, attn_mask=None, is_causal=False, scale=None:
-                                ref.scaled_dot_product_attention(q, k, v, attn_mask, is_causal, scale)])
-def test_sdpa_other_correct_versions_pass(fn):
-    passed, _, text = grade_outcome("scaled_dot_product_attention", fn)
+def test_sdpa_other_correct_version_passes():
+    passed, _, text = grade_outcome("scaled_dot_product_attention", sdpa_looped)
     assert passed, text
+
+
+def test_sdpa_calling_the_course_reference_is_caught_by_the_rules():
+    def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None):
+        return ref.scaled_dot_product_attention(q, k, v, attn_mask, is_causal, scale)
+
+    text = _outcome("scaled_dot_product_attention", sdpa, "rules")
+    assert "your function used course_lib.attention.reference.scaled_dot_product_attention" in text
+
+
+def test_online_softmax_calling_the_course_reference_is_caught_by_the_rules():
+    def online(q, k, v, block_size, is_causal=False, scale=None):
+        return ref.online_softmax_attention(q, k, v, block_size, is_causal, scale)
+
+    text = _outcome("online_softmax_attention", online, "rules")
+    assert "course_lib.attention is the course's reference implementation" in text
 
 
 @pytest.mark.parametrize("variant, stage", [

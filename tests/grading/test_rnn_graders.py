@@ -485,10 +485,25 @@ def rnn_bptt_backward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, n
                                       strict=True)}
 
 
-@pytest.mark.parametrize("fn", [rnn_bptt_autograd_switched_back_on, rnn_bptt_backward], ids=["grad", "backward"])
+def rnn_bptt_torch_func(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
+    """The same with torch.func.vjp."""
+    with torch.inference_mode(False):
+        args = [t.clone() for t in (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)]
+        _, vjp = torch.func.vjp(lambda *a: ref.rnn(*a, nonlinearity=nonlinearity)[0], *args)
+        grads = vjp(grad_out.clone())
+    return dict(zip(("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"), grads, strict=True))
+
+
+@pytest.mark.parametrize("fn", [rnn_bptt_autograd_switched_back_on, rnn_bptt_backward, rnn_bptt_torch_func],
+                         ids=["grad", "backward", "torch.func.vjp"])
 def test_rnn_bptt_autograd_is_caught_by_the_rules(fn):
     text = _rejected_at("rnn_bptt", fn, "rules")
     assert "backpropagate by hand, without autograd" in text
+
+
+def test_rnn_bptt_plain_autograd_fails_to_run_and_says_autograd_is_off():
+    text = _rejected_at("rnn_bptt", make_bptt(autograd=True), "runs")
+    assert "autograd is off here: the grader calls this function inside torch.inference_mode()" in text
 
 
 def test_rnn_bptt_missing_key_fails_at_types():
