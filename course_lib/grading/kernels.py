@@ -358,3 +358,56 @@ def grade_mlstm_intra_chunk_kernel(g: Grader, fn) -> None:
         g.ok("properties", f"writes only inside H ({case})")
         h = hbuf[: S * DV].view(S, DV).clone()
         g.check_tensor(h, mlstm_intra_chunk_reference(q, k, v, i, f, L), "H", case, dtype=dtype, args=args)
+
+
+# --------------------------------------------------------------------------------------------
+# attention_intensity (a derivation, checked numerically)
+# --------------------------------------------------------------------------------------------
+
+
+def _intensity(S, D, bytes_per_element, flops_per_mac=2, score_passes=4, io=4):
+    flops = 2 * flops_per_mac * S * S * D  # two products, Q Kᵀ and P V, of S·S·D multiply-adds each
+    elements = score_passes * S * S + io * S * D
+    return torch.tensor(flops / (elements * bytes_per_element), dtype=torch.float64)
+
+
+def attention_intensity_reference(S, D, bytes_per_element):
+    """FLOPs per byte of naive attention's forward pass for one head (Sq = Sk = S)."""
+    return _intensity(S, D, bytes_per_element)
+
+
+@mistake("attention_intensity", "the FLOPs are half the right count: a multiply-add counted as one FLOP instead of "
+                                "two, or only one of the two products (Q Kᵀ, P V) counted")
+def _intensity_one_flop_per_mac(S, D, bytes_per_element):
+    return _intensity(S, D, bytes_per_element, flops_per_mac=1)
+
+
+@mistake("attention_intensity", "the weights P are neither written nor read back: only the scores S cross memory "
+                                "(2·S² elements instead of 4·S²)")
+def _intensity_scores_only(S, D, bytes_per_element):
+    return _intensity(S, D, bytes_per_element, score_passes=2)
+
+
+@mistake("attention_intensity", "the traffic counts only the S×S matrices and forgets reading Q, K, V and "
+                                "writing O")
+def _intensity_no_io(S, D, bytes_per_element):
+    return _intensity(S, D, bytes_per_element, io=0)
+
+
+@exercise("attention_intensity", module="07", title="Predict, then derive: the arithmetic intensity of naive "
+                                                    "attention", points=1, difficulty="easy", minutes=10,
+          signature="attention_intensity(S, D, bytes_per_element) -> float: FLOPs per byte of one head's naive "
+                    "forward pass (Sq = Sk = S; a multiply-add is 2 FLOPs; S and P each written once and read once; "
+                    "Q, K, V read and O written once)")
+def grade_attention_intensity(g: Grader, fn) -> None:
+    g.check_signature(fn, ["S", "D", "bytes_per_element"])
+    for S, D, nbytes in [(4096, 64, 2), (1024, 128, 2), (512, 64, 4), (8192, 128, 2), (128, 16, 4)]:
+        case = f"S={S}, D={D}, bytes_per_element={nbytes}"
+        out = g.call(fn, case, S, D, nbytes)
+        if isinstance(out, torch.Tensor) and out.numel() == 1:
+            out = out.item()
+        g.expect(isinstance(out, (int, float)) and not isinstance(out, bool), "types", f"returns a number ({case})",
+                 f"expected a Python float, got {type(out).__name__}")
+        g.check_tensor(torch.tensor(float(out), dtype=torch.float64), attention_intensity_reference(S, D, nbytes),
+                       "intensity", case, tol=dict(atol=1e-9, rtol=1e-9),
+                       args=dict(S=S, D=D, bytes_per_element=nbytes))

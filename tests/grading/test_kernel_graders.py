@@ -21,7 +21,7 @@ from course_lib.grading.core import MISTAKES
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy overflow inside the interpreter
 
-MODULE_07 = ["softmax_rows_kernel", "online_lse_kernel", "mlstm_intra_chunk_kernel"]
+MODULE_07 = ["softmax_rows_kernel", "online_lse_kernel", "mlstm_intra_chunk_kernel", "attention_intensity"]
 
 
 def test_module_07_exercises_are_registered():
@@ -369,3 +369,27 @@ def test_mlstm_intra_chunk_kernel_dropped_ragged_chunk_is_named():
 @pytest.mark.parametrize("exercise_id", MODULE_07)
 def test_every_kernel_catalogue_has_at_least_three_mistakes(exercise_id):
     assert len(MISTAKES[exercise_id]) >= 3
+
+
+# --------------------------------------------------------------------------------------------
+# attention_intensity
+# --------------------------------------------------------------------------------------------
+
+
+def test_attention_intensity_accepts_correct_derivations():
+    assert_passes("attention_intensity", lambda S, D, bytes_per_element: (4 * S * S * D) / (
+        (4 * S * S + 4 * S * D) * bytes_per_element))
+    assert_passes("attention_intensity", lambda S, D, bytes_per_element: D * S / (bytes_per_element * (S + D)))
+
+
+@pytest.mark.parametrize("wrong", MISTAKES["attention_intensity"], ids=lambda m: m.fn.__name__)
+def test_attention_intensity_names_each_catalogued_mistake(wrong):
+    def learner(S, D, bytes_per_element):
+        return float(wrong.fn(S, D, bytes_per_element))
+
+    text = assert_rejected_at("attention_intensity", learner, "values")
+    assert f"your output matches what you get when {wrong.description}" in text
+
+
+def test_attention_intensity_rejects_a_tensor_of_the_wrong_kind():
+    assert_rejected_at("attention_intensity", lambda S, D, bytes_per_element: "31.5", "types")

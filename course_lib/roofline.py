@@ -1,0 +1,127 @@
+"""Module 07: why attention is memory-bound, in numbers and pictures.
+
+A kernel's time is bounded below by both its arithmetic and its memory traffic:
+``time >= max(FLOPs / peak FLOP/s, bytes / bandwidth)``. Its *arithmetic intensity* I = FLOPs / bytes
+says which bound applies: below the machine's ridge point (peak FLOP/s / bandwidth) a kernel is
+memory-bound and faster arithmetic does not help. This module counts FLOPs and bytes of attention
+done naively (scores and weights written to memory) and tiled (flash attention: they never leave
+the chip), draws the roofline, and draws which tiles a causal flash kernel visits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+
+
+@dataclass(frozen=True)
+class GPU:
+    """Peak numbers of a datacenter GPU, as published by its maker (dense, no sparsity)."""
+
+    name: str
+    bf16_tflops: float  # dense bf16/fp16 tensor-core peak, TFLOP/s
+    fp32_tflops: float  # fp32 (non-tensor-core) peak, TFLOP/s
+    hbm_tb_s: float  # HBM bandwidth, TB/s
+
+    @property
+    def ridge(self) -> float:
+        """FLOPs per byte at which bf16 compute and memory take equal time."""
+        return self.bf16_tflops / self.hbm_tb_s
+
+
+# NVIDIA's published data-sheet figures (SXM parts), quoted as such -- not measured by this course.
+H100_SXM = GPU("H100 SXM (data sheet)", bf16_tflops=989.0, fp32_tflops=67.0, hbm_tb_s=3.35)
+H200_SXM = GPU("H200 SXM (data sheet)", bf16_tflops=989.0, fp32_tflops=67.0, hbm_tb_s=4.8)
+
+
+def attention_flops(Sq: int, Sk: int, D: int, causal: bool = False) -> float:
+    """Forward FLOPs of one head: 2·Sq·Sk·D for Q Kᵀ plus 2·Sq·Sk·D for P V (halved when causal)."""
+    flops = 4.0 * Sq * Sk * D
+    return flops / 2 if causal else flops
+
+
+def attention_bytes(Sq: int, Sk: int, D: int, bytes_per_element: int = 2, naive: bool = True) -> float:
+    """Memory traffic of one head's forward pass, in bytes.
+
+    Both read Q, K, V and write O: (2·Sq + 2·Sk)·D elements. The naive version also writes the
+    scores S, reads them for the softmax, writes the weights P and reads them for P V: 4·Sq·Sk more.
+    """
+    elements = (2 * Sq + 2 * Sk) * D
+    if naive:
+        elements += 4 * Sq * Sk
+    return float(elements * bytes_per_element)
+
+
+def arithmetic_intensity(Sq: int, Sk: int, D: int, bytes_per_element: int = 2, naive: bool = True) -> float:
+    """FLOPs per byte of one head's forward pass (not causal)."""
+    return attention_flops(Sq, Sk, D) / attention_bytes(Sq, Sk, D, bytes_per_element, naive)
+
+
+def roofline_time_s(flops: float, nbytes: float, gpu: GPU = H100_SXM) -> float:
+    """The roofline lower bound on the time: max(FLOPs / peak, bytes / bandwidth)."""
+    return max(flops / (gpu.bf16_tflops * 1e12), nbytes / (gpu.hbm_tb_s * 1e12))
+
+
+def plot_roofline(S_values=(512, 2048, 8192), D: int = 64, gpu: GPU = H100_SXM, ax=None):
+    """Attainable TFLOP/s against arithmetic intensity, with naive and tiled attention marked."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    xs = [2 ** (e / 4) for e in range(-8, 61)]
+    ax.loglog(xs, [min(gpu.bf16_tflops, gpu.hbm_tb_s * x) for x in xs], color="black", lw=2,
+              label=f"roofline: {gpu.name}")
+    ax.axvline(gpu.ridge, color="grey", ls=":", lw=1)
+    ax.text(gpu.ridge * 1.1, gpu.bf16_tflops * 0.05, f"ridge {gpu.ridge:.0f} FLOP/B", color="grey", fontsize=9)
+    for naive, marker, colour in ((True, "o", "tab:red"), (False, "s", "tab:blue")):
+        for S in S_values:
+            i = arithmetic_intensity(S, S, D, naive=naive)
+            ax.plot(i, min(gpu.bf16_tflops, gpu.hbm_tb_s * i), marker, color=colour, ms=8)
+            ax.annotate(f"S={S}", (i, min(gpu.bf16_tflops, gpu.hbm_tb_s * i)), textcoords="offset points",
+                        xytext=(6, -12), fontsize=8, color=colour)
+        ax.plot([], [], marker, color=colour, label="naive attention (S, P in memory)" if naive
+                else "tiled (flash) attention")
+    ax.set_xlabel("arithmetic intensity (FLOPs per byte, bf16)")
+    ax.set_ylabel("attainable TFLOP/s")
+    ax.set_title(f"Attention forward, one head, D = {D}")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def causal_tiles(Sq: int, Sk: int, BLOCK_M: int, BLOCK_N: int) -> int:
+    """How many (query tile, key tile) pairs a causal flash forward visits.
+
+    Query tile m covers rows m·BLOCK_M … and stops at key ``min(Sk, (m + 1)·BLOCK_M)`` (top-left
+    aligned: no row of the tile sees a key beyond its last row).
+    """
+    total = 0
+    for m in range(math.ceil(Sq / BLOCK_M)):
+        hi = min(Sk, (m + 1) * BLOCK_M)
+        total += math.ceil(hi / BLOCK_N)
+    return total
+
+
+def plot_flash_tiles(Sq: int = 10, Sk: int = 12, BLOCK_M: int = 4, BLOCK_N: int = 4, causal: bool = True, ax=None):
+    """The (Sq, Sk) score matrix cut into tiles: the tiles a program visits or skips, and the masked entries."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4.8))
+    for m in range(math.ceil(Sq / BLOCK_M)):
+        hi = min(Sk, (m + 1) * BLOCK_M) if causal else Sk
+        for n in range(math.ceil(Sk / BLOCK_N)):
+            visited = n * BLOCK_N < hi
+            ax.add_patch(plt.Rectangle((n * BLOCK_N, m * BLOCK_M), BLOCK_N, BLOCK_M, fill=True,
+                                       facecolor="#cfe3f7" if visited else "#eeeeee", edgecolor="black", lw=1.5))
+    for i in range(Sq):
+        for j in range(Sk):
+            allowed = (not causal) or j <= i
+            ax.plot(j + 0.5, i + 0.5, "o" if allowed else "x", color="tab:blue" if allowed else "tab:red", ms=4)
+    ax.set_xlim(0, math.ceil(Sk / BLOCK_N) * BLOCK_N)
+    ax.set_ylim(math.ceil(Sq / BLOCK_M) * BLOCK_M, 0)
+    ax.axhline(Sq, color="tab:purple", ls="--", lw=1)
+    ax.axvline(Sk, color="tab:purple", ls="--", lw=1)
+    ax.set_xlabel("key index j (tiles of BLOCK_N)")
+    ax.set_ylabel("query index i (tiles of BLOCK_M)")
+    ax.set_title(f"{'causal ' if causal else ''}flash attention: Sq={Sq}, Sk={Sk}, tiles {BLOCK_M}x{BLOCK_N}\n"
+                 "blue tile: computed; grey: skipped; x: masked entry; dashed: end of the data", fontsize=9)
+    ax.set_aspect("equal")
+    return ax

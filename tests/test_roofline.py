@@ -1,0 +1,46 @@
+"""The traffic model of module 07: FLOPs, bytes, intensity and the tiles a causal flash kernel visits."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pytest
+
+from course_lib import roofline
+
+matplotlib.use("Agg")
+
+
+def test_naive_attention_is_memory_bound_and_tiled_attention_is_not():
+    # D = 64, S = 4096, bf16: naive I = S·D / (2·(S + D)) = 31.5 FLOP/B; tiled I = S / 2 = 2048 FLOP/B.
+    naive = roofline.arithmetic_intensity(4096, 4096, 64, naive=True)
+    tiled = roofline.arithmetic_intensity(4096, 4096, 64, naive=False)
+    assert naive == pytest.approx(4096 * 64 / (2 * (4096 + 64)))
+    assert tiled == pytest.approx(4096 / 2)
+    assert naive < roofline.H100_SXM.ridge < tiled
+
+
+def test_roofline_time_takes_the_larger_bound():
+    gpu = roofline.H100_SXM
+    assert roofline.roofline_time_s(1e12, 1.0, gpu) == pytest.approx(1e12 / (gpu.bf16_tflops * 1e12))
+    assert roofline.roofline_time_s(1.0, 1e12, gpu) == pytest.approx(1e12 / (gpu.hbm_tb_s * 1e12))
+
+
+@pytest.mark.parametrize("S, B", [(64, 16), (1024, 64), (4096, 128)])
+def test_causal_tiles_square_is_a_triangle_number(S, B):
+    T = S // B
+    assert roofline.causal_tiles(S, S, B, B) == T * (T + 1) // 2
+
+
+@pytest.mark.parametrize("Sq, Sk, BM, BN", [(10, 12, 4, 4), (97, 63, 16, 16), (7, 40, 16, 8), (40, 7, 8, 16)])
+def test_causal_tiles_covers_every_needed_tile_and_skips_some(Sq, Sk, BM, BN):
+    """Every tile with an allowed entry (j <= i < Sq, j < Sk) is visited; never more than all tiles."""
+    needed = {(i // BM, j // BN) for i in range(Sq) for j in range(min(i + 1, Sk))}
+    visits = roofline.causal_tiles(Sq, Sk, BM, BN)
+    assert len(needed) <= visits <= math.ceil(Sq / BM) * math.ceil(Sk / BN)
+
+
+def test_plots_draw():
+    assert roofline.plot_roofline().get_xlabel().startswith("arithmetic intensity")
+    assert len(roofline.plot_flash_tiles().patches) == 3 * 3
