@@ -7,7 +7,8 @@ memory stored must then be replaced by the new value — a storage decision revi
 such revisions in a sequence of length S is 1 + 1/2 + … + 1/S on average (≈ 3 for S = 12).
 
 Baselines: chance is 1/n_values; "the last value" (what a memory that always overwrites returns)
-is right with probability 1/S + (1 − 1/S)/n_values.
+is right with probability 1/S + (1 − 1/S)/n_values; :func:`threshold_policy` is the best rule that
+decides at write time without comparing with what is stored (keep values whose score exceeds τ).
 """
 
 from __future__ import annotations
@@ -33,3 +34,18 @@ def value_at_max(batch: int, length: int, n_values: int = 4, generator: torch.Ge
 def value_at_max_baselines(length: int, n_values: int) -> dict[str, float]:
     """Accuracy of guessing (chance) and of answering with the last value seen."""
     return {"chance": 1 / n_values, "last value": 1 / length + (1 - 1 / length) / n_values}
+
+
+def threshold_policy(x: torch.Tensor, y: torch.Tensor, thresholds: int = 100) -> tuple[float, float]:
+    """The best storage rule that never compares with the memory: keep the last value whose score
+    exceeds a fixed threshold τ (the last value if none does). -> (accuracy, τ) for the best τ on (x, y)."""
+    s, v = x[..., 0], x[..., 1:].argmax(-1)  # (B, S)
+    S = s.shape[1]
+    steps = torch.arange(S)
+    best = (-1.0, 0.0)
+    for tau in torch.linspace(0.0, 1.0, thresholds + 1)[:-1].tolist():
+        above = s > tau
+        last_above = torch.where(above.any(1), (above * steps).argmax(1), torch.full_like(y, S - 1))
+        acc = float((v.gather(1, last_above.unsqueeze(1)).squeeze(1) == y).float().mean())
+        best = max(best, (acc, tau))
+    return best

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib.lm import register_char_lm
+
 GATES = ("i", "f", "z", "o")
 FORGET_GATES = ("sigmoid", "exp")
 
@@ -306,12 +308,15 @@ class SLSTMBlock(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.mlp = GatedMLP(d_model, proj_factor)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state=None, return_last_states: bool = False):
+        """x (B, S, D) -> (B, S, D); with ``return_last_states`` also the sLSTM's (h, c, n, m), which
+        ``state`` accepts back (to continue a sequence, e.g. when sampling one character at a time)."""
         B, S, D = x.shape
-        h = self.slstm(self.norm1(x))  # (B, S, D)
+        h, last = self.slstm(self.norm1(x), state, return_last_states=True)  # (B, S, D)
         h = self.group_norm(h.reshape(B * S, D)).reshape(B, S, D)
         x = x + h
-        return x + self.mlp(self.norm2(x))
+        x = x + self.mlp(self.norm2(x))
+        return (x, last) if return_last_states else x
 
 
 class SLSTMTokenModel(nn.Module):
@@ -358,3 +363,33 @@ class RecurrentClassifier(nn.Module):
         out = self.rnn(x)
         out = out[0] if isinstance(out, tuple) else out  # nn.LSTM returns (out, (h, c))
         return self.head(out[:, -1])
+
+
+@register_char_lm
+class CharSLSTM(nn.Module):
+    """A character language model: embedding, ``num_blocks`` :class:`SLSTMBlock`, LayerNorm, read-out.
+
+    The sLSTM counterpart of ``course_lib.lm.CharLSTM`` for the shared training path
+    (``course_lib.lm.train_lm``); ``hparams`` holds the constructor's arguments for checkpoints,
+    ``forward_with_state`` lets ``course_lib.lm.sample`` step one character at a time.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int = 64, num_heads: int = 4, num_blocks: int = 1) -> None:
+        super().__init__()
+        self.hparams = dict(vocab_size=vocab_size, d_model=d_model, num_heads=num_heads, num_blocks=num_blocks)
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.blocks = nn.ModuleList(SLSTMBlock(d_model, num_heads) for _ in range(num_blocks))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward_with_state(self, x: torch.Tensor, state=None):
+        """Logits (B, S, V) for ids (B, S), from ``state`` (None: every block's default), and the new state."""
+        h = self.embed(x)  # (B, S, D)
+        states = []
+        for k, block in enumerate(self.blocks):
+            h, last = block(h, None if state is None else state[k], return_last_states=True)
+            states.append(last)
+        return self.head(self.norm(h)), states
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_state(x)[0]

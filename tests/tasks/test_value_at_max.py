@@ -28,3 +28,15 @@ def test_value_at_max_baselines_match_simulation():
     assert abs(float(revisions.float().mean()) - sum(1 / k for k in range(1, 13))) < 0.05
     with pytest.raises(ValueError):
         value_at_max(2, 5, 1)
+
+
+def test_threshold_policy_beats_the_last_value_and_picks_a_high_threshold():
+    from course_lib.tasks.value_at_max import threshold_policy
+
+    x, y, _ = value_at_max(4000, 12, 4, torch.Generator().manual_seed(2))
+    acc, tau = threshold_policy(x, y)
+    assert acc > value_at_max_baselines(12, 4)["last value"] + 0.2
+    assert 0.7 < tau < 0.99
+    # τ = 0 keeps every value: the last-value rule
+    last = float((x[:, -1, 1:].argmax(-1) == y).float().mean())
+    assert threshold_policy(x, y, thresholds=1) == (last, 0.0)

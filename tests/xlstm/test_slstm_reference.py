@@ -225,3 +225,22 @@ def test_slstm_bad_inputs_raise_clear_errors():
         slstm(wx, R, b, state=initial_state(3, 6, torch.float64))
     with pytest.raises(ValueError, match="divisible"):
         SLSTMLayer(4, 6, num_heads=4)
+
+
+def test_slstm_block_state_continues_a_sequence_and_char_model_samples():
+    from course_lib.lm import CHAR_LMS
+    from course_lib.xlstm.slstm import CharSLSTM
+
+    torch.manual_seed(0)
+    block = SLSTMBlock(8, num_heads=2).double()
+    x = torch.randn(2, 9, 8, dtype=torch.float64)
+    whole = block(x)
+    first, state = block(x[:, :4], return_last_states=True)
+    second = block(x[:, 4:], state=state)
+    assert_close(torch.cat([first, second], 1), whole, name="block, two halves")
+    model = CharSLSTM(vocab_size=5, d_model=8, num_heads=2, num_blocks=2)
+    ids = torch.randint(0, 5, (3, 7))
+    logits, states = model.forward_with_state(ids[:, :3])
+    more, _ = model.forward_with_state(ids[:, 3:], states)
+    assert_close(torch.cat([logits, more], 1), model(ids), name="char model, stepped")
+    assert CHAR_LMS["CharSLSTM"] is CharSLSTM
