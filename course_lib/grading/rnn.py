@@ -353,6 +353,24 @@ def _clip_by_value(grads, max_norm):
     return [gr.clamp(-max_norm, max_norm) for gr in grads]
 
 
+def _clip_notes(out, grads, max_norm) -> list[str]:
+    """Properties of the learner's result that point at the mistake: one factor or several, the joint norm."""
+    out = [o.detach().double() for o in out]
+    factors = [float((o * gr).sum() / (gr * gr).sum()) for o, gr in zip(out, grads, strict=True)]
+    notes = []
+    if max(factors) - min(factors) > 1e-6 * max(abs(f) for f in factors):
+        notes.append("your tensors were scaled by different factors (" + ", ".join(f"{f:.3g}" for f in factors)
+                     + "): clipping by the global norm scales every tensor by the same factor")
+    total_in = float(torch.sqrt(sum((gr**2).sum() for gr in grads)))
+    total_out = float(torch.sqrt(sum((o**2).sum() for o in out)))
+    if total_out > max_norm * (1 + 1e-6):
+        notes.append(f"the joint norm of your result is {total_out:.4g}, above max_norm={max_norm:g}")
+    if total_in < max_norm and any(not torch.allclose(o, gr) for o, gr in zip(out, grads, strict=True)):
+        notes.append(f"the joint norm of these gradients is already below max_norm={max_norm:g}: they should "
+                     "come back unchanged")
+    return notes
+
+
 def clip_reference(grads, max_norm):
     total = torch.sqrt(sum((gr.double() ** 2).sum() for gr in grads))
     factor = min(1.0, max_norm / (float(total) + 1e-6))
@@ -373,7 +391,8 @@ def grade_clip_grad_norm(g: Grader, fn) -> None:
         g.expect(isinstance(out, (list, tuple)) and len(out) == len(grads), "types", f"returns a list ({case})",
                  f"expected a list of {len(grads)} tensors, got {type(out).__name__}")
         g.check_outputs(list(out), clip_reference(grads, max_norm), [f"grads[{i}]" for i in range(len(grads))],
-                        case, args=dict(grads=grads, max_norm=max_norm))
+                        case, args=dict(grads=grads, max_norm=max_norm),
+                        notes=lambda out=out, grads=grads, max_norm=max_norm: _clip_notes(out, grads, max_norm))
     grads = [g.randn(*s, scale=10.0) for s in shapes]
     out = g.call(fn, "direction check", grads, 1.0)
     cos = sum((o * gr).sum() for o, gr in zip(out, grads, strict=True)) / (

@@ -594,6 +594,16 @@ def test_clip_grad_norm_mistakes_are_named(fn, name):
     assert "status: grads[0] " in text
 
 
+def test_clip_grad_norm_per_tensor_feedback_shows_the_different_factors():
+    text = _named("clip_grad_norm", clip_per_tensor, _description("clip_grad_norm", "_clip_per_tensor"))
+    assert "your tensors were scaled by different factors" in text and "above max_norm=1" in text
+
+
+def test_clip_grad_norm_always_scaling_says_small_gradients_come_back_unchanged():
+    text = _named("clip_grad_norm", clip_always, _description("clip_grad_norm", "_clip_always"))
+    assert "already below max_norm=1: they should come back unchanged" in text
+
+
 # --------------------------------------------------------------------------------------------
 # rnn_step_jacobian: the derivation exercise, checked against autograd in float64
 # --------------------------------------------------------------------------------------------
