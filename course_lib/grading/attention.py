@@ -22,6 +22,8 @@ ATTENTION_BUILTINS = {
                                     "F.scaled_dot_product_attention does it for you",
     "multi_head_attention": "the exercise is to write attention yourself; nn.MultiheadAttention does it for you",
 }
+COURSE_REFERENCE = {"course_lib.attention": "the exercise is to write it yourself; course_lib.attention is the "
+                                            "course's reference implementation"}
 ONLINE_PARAMS = ["q", "k", "v", "block_size", "is_causal", "scale"]
 
 
@@ -103,9 +105,11 @@ def _mask_notes(out: torch.Tensor) -> list[str]:
                     "(j <= i, top-left aligned)")
 def grade_causal_mask(g: Grader, fn) -> None:
     g.check_signature(fn, ["Sq", "Sk"])
+    records = []
     for Sq, Sk in [(5, 5), (1, 1), (3, 7), (7, 3), (4, 1), (63, 63)]:
         case = f"Sq={Sq}, Sk={Sk}"
-        out = g.call(fn, case, Sq, Sk)
+        out, record = g.call_recording(fn, case, Sq, Sk)
+        records.append(record)
         g.expect(isinstance(out, torch.Tensor), "types", f"mask is a tensor ({case})",
                  f"expected a torch.Tensor, got {type(out).__name__}")
         g.expect(out.dtype == torch.bool, "dtype", f"mask is a bool tensor ({case})",
@@ -113,6 +117,7 @@ def grade_causal_mask(g: Grader, fn) -> None:
                  "the convention of F.scaled_dot_product_attention")
         g.check_tensor(out, ref.causal_mask(Sq, Sk), "mask", case, dtype=torch.bool, tol=dict(atol=0.0, rtol=0.0),
                        args=dict(Sq=Sq, Sk=Sk), notes=lambda out=out: _mask_notes(out))
+    g.forbid(records, COURSE_REFERENCE, "every case")
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,14 +331,17 @@ def _split_reversed(x, num_heads):
                     "features h*DH ... (h+1)*DH - 1")
 def grade_split_heads(g: Grader, fn) -> None:
     g.check_signature(fn, ["x", "num_heads"])
+    records = []
     for B, S, E, NH, dtype in [(2, 5, 12, 3, torch.float64), (1, 1, 8, 2, torch.float32),
                                (3, 7, 16, 4, torch.float64), (2, 4, 6, 1, torch.float64), (2, 3, 5, 5, torch.float64)]:
         x = g.randn(B, S, E, dtype=dtype)
         case = f"x: ({B}, {S}, {E}) {dtype_name(dtype)}, num_heads={NH}"
-        g.check_tensor(g.call(fn, case, x, NH), ref.split_heads(x.double(), NH), "heads", case, dtype=dtype,
-                       args=dict(x=x, num_heads=NH))
+        out, record = g.call_recording(fn, case, x, NH)
+        records.append(record)
+        g.check_tensor(out, ref.split_heads(x.double(), NH), "heads", case, dtype=dtype, args=dict(x=x, num_heads=NH))
     check_gradients(g, fn, ref.split_heads, "x: (2, 5, 12) float64, num_heads=3",
                     dict(x=g.randn(2, 5, 12), num_heads=3), wrt=["x"])
+    g.forbid(records, COURSE_REFERENCE, "every case")
 
 
 @mistake("merge_heads", "the heads are merged without transposing back first: (B, NH, S, DH) reshaped straight to "
@@ -358,17 +366,20 @@ def _merge_reversed(x):
                                "(head 0's features first)")
 def grade_merge_heads(g: Grader, fn) -> None:
     g.check_signature(fn, ["x"])
+    records = []
     for B, NH, S, DH, dtype in [(2, 3, 5, 4, torch.float64), (1, 2, 1, 4, torch.float32),
                                 (3, 4, 7, 2, torch.float64), (2, 1, 4, 6, torch.float64)]:
         x = g.randn(B, NH, S, DH, dtype=dtype)
         case = f"x: ({B}, {NH}, {S}, {DH}) {dtype_name(dtype)}"
-        g.check_tensor(g.call(fn, case, x), ref.merge_heads(x.double()), "merged", case, dtype=dtype,
-                       args=dict(x=x))
+        out, record = g.call_recording(fn, case, x)
+        records.append(record)
+        g.check_tensor(out, ref.merge_heads(x.double()), "merged", case, dtype=dtype, args=dict(x=x))
     # A strided input: heads produced by a transpose, as attention hands them over.
     x = g.randn(2, 5, 3, 4).transpose(1, 2)
     case = "x: (2, 3, 5, 4) float64, a non-contiguous view"
     g.check_tensor(g.call(fn, case, x), ref.merge_heads(x), "merged", case, args=dict(x=x))
     check_gradients(g, fn, ref.merge_heads, "x: (2, 3, 5, 4) float64", dict(x=g.randn(2, 3, 5, 4)), wrt=["x"])
+    g.forbid(records, COURSE_REFERENCE, "every case")
 
 
 # --------------------------------------------------------------------------------------------

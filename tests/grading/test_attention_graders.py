@@ -213,6 +213,16 @@ def test_sdpa_calling_the_course_reference_is_caught_by_the_rules():
     assert "your function used course_lib.attention.reference.scaled_dot_product_attention" in text
 
 
+@pytest.mark.parametrize("exercise_id, fn", [
+    ("causal_mask", lambda Sq, Sk: ref.causal_mask(Sq, Sk)),
+    ("split_heads", lambda x, num_heads: ref.split_heads(x, num_heads)),
+    ("merge_heads", lambda x: ref.merge_heads(x)),
+], ids=["causal_mask", "split_heads", "merge_heads"])
+def test_calling_the_course_reference_is_caught_by_the_rules(exercise_id, fn):
+    text = _outcome(exercise_id, fn, "rules")
+    assert "course_lib.attention is the course's reference implementation" in text
+
+
 def test_online_softmax_calling_the_course_reference_is_caught_by_the_rules():
     def online(q, k, v, block_size, is_causal=False, scale=None):
         return ref.online_softmax_attention(q, k, v, block_size, is_causal, scale)
