@@ -54,7 +54,8 @@ def corrupt_images(images: torch.Tensor, kind: str, amount: float, generator: to
     """Corrupted copies of ±1 images (N, H, W).
 
     ``kind="flip"``: each pixel flips with probability ``amount``; ``kind="mask"``: the bottom
-    ``amount`` fraction of the rows is set to −1 (blank), a half-erased picture to complete.
+    ``amount`` fraction of the rows is set to 0 (unknown: neither ink nor paper), a partly erased
+    picture to complete.
     """
     if kind == "flip":
         flip = torch.rand(images.shape, generator=generator, dtype=torch.float64) < amount
@@ -63,6 +64,6 @@ def corrupt_images(images: torch.Tensor, kind: str, amount: float, generator: to
         out = images.clone()
         rows = round(images.shape[-2] * amount)
         if rows:
-            out[..., images.shape[-2] - rows:, :] = -1.0
+            out[..., images.shape[-2] - rows:, :] = 0.0
         return out
     raise ValueError(f"kind must be 'flip' or 'mask', got {kind!r}")

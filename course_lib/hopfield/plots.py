@@ -34,12 +34,12 @@ def plot_energy_landscape(X: torch.Tensor, beta: float, starts: torch.Tensor | N
     ``X`` (N, 2) stored patterns; ``starts`` (K, 2) initial states, each followed for ``n_steps``.
     """
     ax = _axes(ax, figsize=(4.2, 4.0))
-    grid = torch.linspace(-lim, lim, 161, dtype=torch.float64)
+    grid = torch.linspace(-lim, lim, 121, dtype=torch.float64)
     gx, gy = torch.meshgrid(grid, grid, indexing="xy")
     states = torch.stack([gx.flatten(), gy.flatten()], dim=-1)  # (G, 2)
     E = hopfield_energy(states, X.double(), beta).reshape(gx.shape)
-    ax.contourf(gx.numpy(), gy.numpy(), E.numpy(), levels=24, cmap="viridis")
-    ax.contour(gx.numpy(), gy.numpy(), E.numpy(), levels=24, colors="white", linewidths=0.3, alpha=0.5)
+    ax.contourf(gx.numpy(), gy.numpy(), E.numpy(), levels=16, cmap="viridis")
+    ax.contour(gx.numpy(), gy.numpy(), E.numpy(), levels=16, colors="white", linewidths=0.3, alpha=0.5)
     ax.plot(X[:, 0], X[:, 1], "*", ms=14, color="#ffdd33", mec="black", label="stored patterns")
     if starts is not None:
         for s in starts.double():

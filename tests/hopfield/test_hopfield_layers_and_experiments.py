@@ -189,7 +189,7 @@ def test_binary_images_and_corruption():
     assert len({tuple(r.tolist()) for r in flat}) == len(SHAPES)
     g = torch.Generator().manual_seed(0)
     masked = corrupt_images(images, "mask", 0.5, g)
-    assert torch.equal(masked[:, :8], images[:, :8]) and bool((masked[:, 8:] == -1).all())
+    assert torch.equal(masked[:, :8], images[:, :8]) and bool((masked[:, 8:] == 0).all())
     flipped = corrupt_images(images, "flip", 0.2, g)
     assert 0.1 < float((flipped != images).double().mean()) < 0.3
     with pytest.raises(ValueError):
