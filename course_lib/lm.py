@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -97,10 +97,12 @@ def evaluate_lm(model: nn.Module, ids: torch.Tensor, seq_len: int, batch: int = 
 
     Every window starts from the model's empty state (as in training), so the first characters of a
     window are predicted with little context; the same holds for every model evaluated this way.
+    ``max_windows`` evaluates that many windows spread evenly over the text (a cheaper estimate).
     """
     x, y = sequential_windows(ids, seq_len)
-    if max_windows is not None:
-        x, y = x[:max_windows], y[:max_windows]
+    if max_windows is not None and len(x) > max_windows:
+        pick = torch.linspace(0, len(x) - 1, max_windows).round().long()  # spread over the whole text
+        x, y = x[pick], y[pick]
     was_training = model.training
     model.eval()
     total = 0.0
@@ -259,19 +261,47 @@ def load_char_lm(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     return model, info
 
 
+def _as_stored(model: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
+    """The model with its weights rounded to ``dtype`` and back, as a checkpoint stores and loads them."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(dtype).to(p.dtype))
+    return model
+
+
 def train_checkpoint(out: str | Path, config: LMConfig, make_model: Callable[[int], nn.Module] | None = None,
-                     data: CharLMData | None = None) -> tuple[nn.Module, LMLog, Path]:
-    """Train a model (default: ``CharLSTM(V)``) with ``config`` and save it with its measured results."""
+                     data: CharLMData | None = None, spread_seeds: Sequence[int] = (),
+                     curve_every: int = 50) -> tuple[nn.Module, LMLog, Path]:
+    """Train a model (default: ``CharLSTM(V)``) with ``config`` and save it with its measured results.
+
+    The results record the validation loss of the weights as stored (rounded to float16), the
+    baselines, the learning curve (training loss averaged over blocks of ``curve_every`` steps and
+    the intermediate validation losses) and, for each seed in ``spread_seeds``, the final validation
+    loss of the same model and budget trained from that seed (only the first model is stored).
+    """
     data = data or char_lm_data()
+    make_model = make_model or CharLSTM
     torch.manual_seed(config.seed)
-    model = (make_model or CharLSTM)(len(data.vocab))
+    model = make_model(len(data.vocab))
     log = train_lm(model, data, config)
     path = save_char_lm(out, model, data.vocab, config)
-    # The recorded results are those of the weights as stored (rounded to float16), as a user loads them.
     stored, _ = load_char_lm(path)
     val_nats = evaluate_lm(stored, data.val, config.seq_len)
+    by_seed = {config.seed: val_nats}
+    for seed in spread_seeds:
+        other_config = replace(config, seed=seed)
+        torch.manual_seed(seed)
+        other = make_model(len(data.vocab))
+        train_lm(other, data, other_config)
+        by_seed[seed] = evaluate_lm(_as_stored(other), data.val, config.seq_len)
+    blocks = [log.train_loss[i:i + curve_every] for i in range(0, len(log.train_loss), curve_every)]
+    curve = dict(steps=[min(i + curve_every, config.steps) for i in range(0, config.steps, curve_every)],
+                 train_loss=[sum(b) / len(b) for b in blocks], val_steps=log.val_steps[:-1], val_loss=log.val_loss[:-1],
+                 val_windows=config.eval_windows)
     results = dict(val_nats=val_nats, val_perplexity=perplexity(val_nats), train_seconds=log.seconds,
-                   steps=config.steps, uniform_nats=data.uniform_nats(), unigram_nats=data.unigram_nats(),
+                   steps=config.steps, parameters=sum(p.numel() for p in model.parameters()),
+                   uniform_nats=data.uniform_nats(), unigram_nats=data.unigram_nats(),
+                   val_nats_by_seed={str(k): v for k, v in by_seed.items()}, curve=curve,
                    corpus=data.name, corpus_sha256=CORPORA[data.name][1])
     save_char_lm(path, model, data.vocab, config, results)
     return model, log, path
@@ -288,17 +318,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embed", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--spread-seeds", type=int, nargs="*", default=[],
+                        help="also train from these seeds and record their validation loss (the spread over seeds)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = LMConfig(steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr, seed=args.seed,
                       eval_every=args.eval_every)
-    _, log, path = train_checkpoint(args.out, config, lambda V: CharLSTM(V, hidden=args.hidden, embed=args.embed))
+    _, log, path = train_checkpoint(args.out, config, lambda V: CharLSTM(V, hidden=args.hidden, embed=args.embed),
+                                    spread_seeds=args.spread_seeds)
     for step, nats in zip(log.val_steps, log.val_loss, strict=True):
         print(f"step {step:>6}: validation {nats:.4f} nats/char")
     results = load_char_lm(path)[1]["results"]
     print(f"{path}: validation {results['val_nats']:.4f} nats/char (perplexity {results['val_perplexity']:.2f}) "
-          f"after {config.steps} steps in {log.seconds:.0f} s")
+          f"after {config.steps} steps in {log.seconds:.0f} s; by seed: {results['val_nats_by_seed']}")
 
 
 if __name__ == "__main__":

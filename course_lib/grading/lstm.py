@@ -116,6 +116,19 @@ _register_cell_mistakes()
 _register_seq_mistakes()
 
 
+def _cell_notes(result, state) -> list[str]:
+    """Bounds every LSTM step obeys, checked on the learner's (h, c): they point at a missing tanh or gate."""
+    h, c = (t.detach().double() for t in result)
+    c_old = torch.zeros_like(c) if state is None else state[1].detach().double()
+    notes = []
+    if bool((h.abs() >= 1).any()):
+        notes.append("some |h| are >= 1, but h = o ⊙ tanh(c) always lies in (-1, 1)")
+    if bool((c.abs() > c_old.abs() + 1 + 1e-6).any()):
+        notes.append("some |c_t| exceed |c_{t-1}| + 1, impossible for c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t with f, i in "
+                     "(0, 1) and g in (-1, 1)")
+    return notes
+
+
 def _lstm_inputs(g: Grader, B: int, I: int, H: int, S: int | None, dtype=torch.float64) -> dict:
     """Seeded inputs with a non-zero state and biases on every gate (zeros would hide bugs)."""
     x = g.randn(B, I, dtype=dtype) if S is None else g.randn(B, S, I, dtype=dtype)
@@ -156,7 +169,8 @@ def grade_lstm_cell(g: Grader, fn) -> None:
         records.append(record)
         args = dict(x=a["x"], state=state, weight_ih=a["weight_ih"], weight_hh=a["weight_hh"], bias_ih=a["bias_ih"],
                     bias_hh=a["bias_hh"])
-        g.check_outputs(result, ref.lstm_cell(**as_float64(args)), ("h", "c"), case, dtype=dtype, args=args)
+        g.check_outputs(result, ref.lstm_cell(**as_float64(args)), ("h", "c"), case, dtype=dtype, args=args,
+                        notes=lambda result=result, args=args: _cell_notes(result, args["state"]))
     a = _lstm_inputs(g, 3, 4, 5, None)
     check_gradients(g, _with_state(fn), _with_state(ref.lstm_cell), "B=3, I=4, H=5, float64", a, wrt=list(a))
     g.forbid(records, LSTM_BUILTINS, "every case")

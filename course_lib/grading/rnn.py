@@ -104,6 +104,16 @@ def _cell_always_relu(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, no
     return ref.rnn_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh, "relu")
 
 
+def _cell_range_notes(out, nonlinearity) -> list[str]:
+    """The range of the nonlinearity, checked on the learner's output."""
+    h = out.detach()
+    if nonlinearity == "tanh" and bool((h.abs() >= 1).any()):
+        return ["some entries of h_new are outside (-1, 1), the range of tanh: is the tanh applied last?"]
+    if nonlinearity == "relu" and bool((h < 0).any()):
+        return ["some entries of h_new are negative, but relu's output is >= 0: is the relu applied last?"]
+    return []
+
+
 @exercise("rnn_cell", module="01", title="One step of a vanilla RNN", points=2, difficulty="easy", minutes=10,
           signature="rnn_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity='tanh') "
                     "-> h_new (B, H)")
@@ -121,7 +131,8 @@ def grade_rnn_cell(g: Grader, fn) -> None:
                                        args["bias_ih"], args["bias_hh"], nl)
         records.append(record)
         args["nonlinearity"] = nl
-        g.check_tensor(out, ref.rnn_cell(**as_float64(args)), "h_new", case, dtype=dtype, args=args)
+        g.check_tensor(out, ref.rnn_cell(**as_float64(args)), "h_new", case, dtype=dtype, args=args,
+                       notes=lambda out=out, nl=nl: _cell_range_notes(out, nl))
     args = _rnn_inputs(g, 3, 4, 5, None)
     check_gradients(g, fn, ref.rnn_cell, "B=3, I=4, H=5, float64", args, wrt=list(args))
     g.forbid(records, RNN_BUILTINS, "every case")

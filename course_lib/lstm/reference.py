@@ -8,6 +8,9 @@ Conventions are those of ``torch.nn.LSTMCell`` and ``torch.nn.LSTM(batch_first=T
 
 with ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), biases (4H,), x (B, S, I), h and c (B, H).
 Along the cell path (gates held fixed) ∂c_t/∂c_{t-1} = diag(σ(f̃_t)): the constant error carousel.
+
+The GRU (``gru_cell``) follows ``torch.nn.GRUCell``: weights (3H, ·) with rows stacked r, z, n, and
+the reset gate multiplies the whole recurrent term W_hn h + b_hn.
 """
 
 from __future__ import annotations
@@ -64,6 +67,33 @@ def lstm(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         h, c = lstm_cell(x[:, t], (h, c), weight_ih, weight_hh, bias_ih, bias_hh)
         outs.append(h)
     return torch.stack(outs, dim=1), (h, c)  # (B, S, H), ((B, H), (B, H))
+
+
+def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """One step of ``torch.nn.GRUCell``: x (B, I), h (B, H) or None for zeros -> h_new (B, H).
+
+    ``weight_ih`` (3H, I) and ``weight_hh`` (3H, H) stack the rows of the reset gate r, the update
+    gate z and the candidate n, in that order; ``bias_ih``, ``bias_hh`` (3H,) or None.
+    """
+    H = weight_hh.shape[1]
+    if h is None:
+        h = x.new_zeros(x.shape[0], H)
+    a_x = x @ weight_ih.T  # (B, 3H)
+    a_h = h @ weight_hh.T  # (B, 3H)
+    if bias_ih is not None:
+        a_x = a_x + bias_ih
+    if bias_hh is not None:
+        a_h = a_h + bias_hh
+    x_r, x_z, x_n = a_x.chunk(3, dim=-1)  # each (B, H)
+    h_r, h_z, h_n = a_h.chunk(3, dim=-1)
+    # $$r_t = \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr})$$
+    r = torch.sigmoid(x_r + h_r)
+    # $$z_t = \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz})$$
+    z = torch.sigmoid(x_z + h_z)
+    # $$n_t = \tanh\big(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})\big)$$
+    n = torch.tanh(x_n + r * h_n)
+    # $$h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}$$  (z_t near 1 keeps the old state)
+    return (1 - z) * n + z * h
 
 
 def lstm_gate_activations(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None) -> dict[str, torch.Tensor]:
@@ -123,16 +153,23 @@ def init_forget_bias(lstm_module: nn.LSTM, value: float) -> nn.LSTM:
     return lstm_module
 
 
-def state_gradient_norms(layer: nn.LSTM | nn.RNN, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+def state_gradient_norms(layer: nn.LSTM | nn.RNN, x: torch.Tensor, seed: int = 0, paths: str = "all") -> torch.Tensor:
     """||∂L/∂s_{S-1-k}|| for lags k = 0..S-1, where s is c_t for an LSTM and h_t for an RNN.
 
     L = w · h_{S-1} with a fixed random w (the read-out of the last state, as in module 01's
     ``gradient_norms_over_lag``). Runs the first layer of ``layer`` in float64 on the real inputs
     x (B, S, I); the norm is averaged over the batch and divided by its value at lag 0. For the
-    LSTM this is the total gradient through c_t: the cell path plus every path through h_t.
+    LSTM with ``paths="all"`` this is the total gradient through c_t: the cell path plus every path
+    through h_t. With ``paths="cell"`` (LSTM only) the gates read a detached h_{t-1}, so the same
+    forward values are differentiated along the cell path alone: ∂L/∂c_{S-1-k} = ∂L/∂c_{S-1} ⊙ ∏ f.
+    Both are the same measurement (same read-out, same norm, same average), so their curves compare.
     """
     from course_lib.rnn import rnn_cell
 
+    if paths not in ("all", "cell"):
+        raise ValueError(f"paths must be 'all' or 'cell', got {paths!r}")
+    if paths == "cell" and not isinstance(layer, nn.LSTM):
+        raise ValueError("paths='cell' needs an nn.LSTM: an RNN has no cell path")
     gen = torch.Generator().manual_seed(seed)
     w = layer_weights(layer, torch.float64)
     x = x.to(torch.float64)
@@ -144,7 +181,8 @@ def state_gradient_norms(layer: nn.LSTM | nn.RNN, x: torch.Tensor, seed: int = 0
     with torch.enable_grad():
         for t in range(S):
             if is_lstm:
-                h, c = lstm_cell(x[:, t], (h, c), **w)
+                h_in = h.detach() if paths == "cell" else h  # "cell": cut every path through the gates
+                h, c = lstm_cell(x[:, t], (h_in, c), **w)
                 c.retain_grad()
                 states.append(c)
             else:
@@ -155,3 +193,23 @@ def state_gradient_norms(layer: nn.LSTM | nn.RNN, x: torch.Tensor, seed: int = 0
         (h * readout).sum().backward()
     norms = torch.stack([s.grad.norm(dim=1).mean() for s in reversed(states)])  # lag 0 first
     return norms / norms[0]
+
+
+def hand_built_adding_lstm(write: float = 30.0, keep: float = 15.0, scale: float = 0.01,
+                           dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor | float]:
+    """Weights of a one-unit LSTM (H = 1, W_hh = 0) that solves the adding problem by construction.
+
+    For inputs x_t = (u_t, m_t) (value, marker), with a = ``write``, b = ``keep``, κ = ``scale``:
+    ĩ = a (m - 1/2) opens the input gate at the markers only, f̃ = b keeps the cell, g̃ = κ u writes a
+    small copy of the value (tanh is linear near 0) and õ = b shows the cell. Then c_T ≈ κ (u_1 + u_2)
+    and the read-out ŷ = h_T / κ. Returns ``weight_ih`` (4, 2), ``weight_hh`` (4, 1), ``bias_ih`` (4,),
+    ``bias_hh`` (None) for :func:`lstm`, and ``readout`` = 1/κ.
+    """
+    # rows i, f, g, o; columns (value u, marker m)
+    weight_ih = torch.tensor([[0.0, write],   # ĩ = a·m − a/2
+                              [0.0, 0.0],     # f̃ = b (from the bias)
+                              [scale, 0.0],   # g̃ = κ·u
+                              [0.0, 0.0]], dtype=dtype)  # õ = b (from the bias)
+    bias_ih = torch.tensor([-write / 2, keep, 0.0, keep], dtype=dtype)
+    return dict(weight_ih=weight_ih, weight_hh=torch.zeros(4, 1, dtype=dtype), bias_ih=bias_ih, bias_hh=None,
+                readout=1.0 / scale)

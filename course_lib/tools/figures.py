@@ -201,94 +201,43 @@ def _op(ax, xy: tuple[float, float], symbol: str) -> None:
 
 
 def lstm_cell_diagram(path: Path) -> Path:
-    """The LSTM cell: the additive cell path on top, the four gates below (torch's order i, f, g, o)."""
-    fig, ax = _diagram(9.0, 3.7, (-2.3, 9.6), (-1.0, 3.9))
-    y_cell, y_gate, y_in = 3.2, 0.9, -0.35
-    ax.plot([-0.6, 8.3], [y_cell, y_cell], color="C3", lw=2.5, zorder=0)
-    ax.text(-0.7, y_cell, "$c_{t-1}$", ha="right", va="center", fontsize=14)
-    _arrow(ax, (8.0, y_cell), (8.4, y_cell), color="C3")
-    ax.text(8.5, y_cell, "$c_t$", ha="left", va="center", fontsize=14)
-    ax.text(3.0, y_cell + 0.35, "cell path: $c_t = f_t \\odot c_{t-1} + i_t \\odot g_t$", ha="center",
-            fontsize=11, color="C3")
-    gates = {"f": (1.6, "$\\sigma$"), "i": (3.2, "$\\sigma$"), "g": (4.8, "$\\tanh$"), "o": (6.4, "$\\sigma$")}
-    ax.plot([-0.6, 6.4], [y_in, y_in], color="0.3", lw=1.4)
-    ax.text(-0.7, y_in, "$h_{t-1}, x_t$", ha="right", va="center", fontsize=14)
-    for name, (x, label) in gates.items():
-        _arrow(ax, (x, y_in), (x, y_gate - 0.3))
-        _box(ax, (x, y_gate), label, w=0.8, h=0.55, color="#e8f0fb")
-        ax.text(x - 0.5, y_gate + 0.45, f"${name}_t$", ha="right", fontsize=12)
-    # forget: multiply the old cell
-    _op(ax, (1.6, y_cell), "×")
-    _arrow(ax, (1.6, y_gate + 0.28), (1.6, y_cell - 0.22))
-    # input x candidate, added to the cell
-    _op(ax, (4.0, 2.1), "×")
-    _arrow(ax, (3.2, y_gate + 0.28), (3.85, 1.93))
-    _arrow(ax, (4.8, y_gate + 0.28), (4.15, 1.93))
-    _op(ax, (4.0, y_cell), "+")
-    _arrow(ax, (4.0, 2.32), (4.0, y_cell - 0.22))
-    # output: h_t = o * tanh(c_t)
-    _box(ax, (7.4, 2.35), "$\\tanh$", w=0.8, h=0.5, color="#eef7ea")
-    _arrow(ax, (7.4, y_cell), (7.4, 2.6))
-    _op(ax, (7.4, 1.5), "×")
-    _arrow(ax, (7.4, 2.1), (7.4, 1.72))
-    _arrow(ax, (6.4, y_gate + 0.28), (7.22, 1.38))
-    _arrow(ax, (7.62, 1.5), (8.4, 1.5))
-    ax.text(8.5, 1.5, "$h_t$", ha="left", va="center", fontsize=14)
-    ax.text(3.0, -0.8, "pre-activations: $W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}$, rows stacked i, f, g, o",
-            ha="center", fontsize=10, color="0.3")
+    """The LSTM cell: the additive cell path on top, the four gates below (the notebook draws the same)."""
+    from course_lib.lstm.widgets import draw_lstm_cell
+
+    fig = Figure(figsize=(9.0, 3.7))
+    draw_lstm_cell(fig.add_axes((0, 0, 1, 1)))
     return _save(fig, path)
 
 
 def lstm_cell_vs_rnn_gradient(path: Path) -> Path:
-    """||dL/dc_{T-k}|| of an LSTM (several forget-gate biases) against ||dL/dh_{T-k}|| of an RNN."""
-    H, T, B, I = 32, 100, 16, 4
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(B, T, I, generator=g, dtype=torch.float64)
-    u = torch.randn(H, generator=g, dtype=torch.float64)
-    bound = 1 / math.sqrt(H)  # torch's default init: U(-1/sqrt(H), 1/sqrt(H))
+    """||dL/dc_{T-k}|| of an LSTM (forget biases 0, 1, 3), total and along the cell path alone, against an RNN's.
 
-    def uniform(*shape: int) -> torch.Tensor:
-        return (2 * torch.rand(*shape, generator=g, dtype=torch.float64) - 1) * bound
+    The same measurement as notebook 02 §6 (``state_gradient_norms``, the same sequences and seeds), so
+    the slide shows the notebook's figure; solid and dotted curves are the same quantity.
+    """
+    from torch import nn
 
-    fig, (ax,) = _figure(width=7.5, height=3.6)
-    lags = torch.arange(T)
-    w_ih, w_hh, bias = uniform(4 * H, I), uniform(4 * H, H), uniform(4 * H)
-    for b_f, color in ((0.0, "C0"), (1.0, "C2"), (3.0, "C3")):
-        b = bias.clone()
-        b[H:2 * H] += b_f  # rows i, f, g, o: the second block is the forget gate
-        h = torch.zeros(B, H, dtype=torch.float64)
-        c = torch.zeros(B, H, dtype=torch.float64, requires_grad=True)
-        cells, forget = [], []
-        for t in range(T):
-            i, f, z, o = (x[:, t] @ w_ih.T + h @ w_hh.T + b).chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(z)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            c.retain_grad()
-            cells.append(c)
-            forget.append(torch.sigmoid(f).detach())
-        (c @ u).sum().backward()
-        norms = torch.stack([s.grad.norm(dim=-1) for s in reversed(cells)], dim=1)  # (B, T)
-        ax.semilogy(lags.numpy(), (norms.log().mean(0).exp() / norms[:, 0].log().mean().exp()).numpy(), color=color,
-                    label=rf"LSTM, $c_t$, forget bias $+{b_f:g}$")
-        # the cell path alone: prod of f over the lag (mean over units and batch)
-        prod_f = torch.stack(forget[::-1], dim=1).cumprod(dim=1).mean(dim=(0, 2))
-        ax.semilogy(lags[1:].numpy(), prod_f[:-1].numpy(), color=color, ls=":", lw=1)
-    w_ih, w_hh, b = uniform(H, I), uniform(H, H), uniform(H)
-    h = torch.zeros(B, H, dtype=torch.float64, requires_grad=True)
-    states = []
-    for t in range(T):
-        h = torch.tanh(x[:, t] @ w_ih.T + h @ w_hh.T + b)
-        h.retain_grad()
-        states.append(h)
-    (h @ u).sum().backward()
-    norms = torch.stack([s.grad.norm(dim=-1) for s in reversed(states)], dim=1)
-    ax.semilogy(lags.numpy(), (norms.log().mean(0).exp() / norms[:, 0].log().mean().exp()).numpy(), color="k",
-                label=r"RNN, $h_t$ (torch default init)")
-    ax.plot([], [], color="0.4", ls=":", lw=1, label=r"cell path only: mean $\prod f$")
+    from course_lib.lstm import init_forget_bias, state_gradient_norms
+    from course_lib.tasks.adding import adding_problem
+
+    x, _ = adding_problem(16, 100, torch.Generator().manual_seed(1))
+    fig, (ax,) = _figure(width=7.5, height=3.8)
+    with torch.random.fork_rng():  # nn.RNN/nn.LSTM initialise from the global RNG; leave the caller's as it was
+        torch.manual_seed(0)
+        rnn = nn.RNN(2, 32, batch_first=True)
+        layers = {}
+        for bias in (0.0, 1.0, 3.0):
+            torch.manual_seed(0)
+            layers[bias] = init_forget_bias(nn.LSTM(2, 32, batch_first=True), bias)
+    ax.semilogy(state_gradient_norms(rnn, x).numpy(), color="k", label=r"RNN, $h_t$")
+    for (bias, layer), color in zip(layers.items(), ("C0", "C2", "C3"), strict=True):
+        ax.semilogy(state_gradient_norms(layer, x).numpy(), color=color, label=rf"LSTM, $c_t$, forget bias {bias:g}")
+        ax.semilogy(state_gradient_norms(layer, x, paths="cell").numpy(), color=color, ls=":", lw=1.5)
+    ax.plot([], [], color="0.4", ls=":", lw=1.5, label="dotted: cell path alone")
     ax.set_xlabel("lag $k$")
     ax.set_ylabel(r"$\|\partial L/\partial s_{T-k}\| \,/\, \|\partial L/\partial s_T\|$")
-    ax.set_ylim(1e-32, 10)
-    ax.legend(loc="lower left")
+    ax.set_ylim(1e-30, 10)
+    ax.legend(loc="lower left", fontsize=10)
     return _save(fig, path)
 
 

@@ -192,6 +192,20 @@ def test_lstm_cell_mistakes_are_rejected(mistake, stage):
     _rejected_at("lstm_cell", make_cell(**mistake), stage)
 
 
+def test_lstm_cell_feedback_checks_the_range_of_h():
+    """A mistake outside the catalogue still gets a pointer: h = o ⊙ tanh(c) lies in (-1, 1)."""
+    def gate_added(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+        h, c = state if state is not None else (x.new_zeros(x.shape[0], weight_hh.shape[1]),) * 2
+        i, f, g, o = (x @ weight_ih.T + h @ weight_hh.T + bias_ih + bias_hh).chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) + torch.tanh(c_new), c_new  # the output gate added instead of multiplied
+
+    passed, stage, text = grade_outcome("lstm_cell", gate_added)
+    assert stage == "values" and "status: h ✗, c ✓" in text
+    assert "(none of the 11 common mistakes the grader knows for this exercise gives this output)" in text
+    assert "some |h| are >= 1, but h = o ⊙ tanh(c) always lies in (-1, 1)" in text
+
+
 def test_lstm_cell_without_state_none_is_rejected_at_runs():
     def no_none(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         h, c = state

@@ -250,6 +250,11 @@ def test_rnn_cell_mistakes_are_rejected(mistake, stage):
     _rejected_at("rnn_cell", make_cell(**mistake), stage)
 
 
+def test_rnn_cell_feedback_checks_the_range_of_tanh():
+    text = _named("rnn_cell", make_cell(act="none"), _description("rnn_cell", "_cell_no_activation"))
+    assert "some entries of h_new are outside (-1, 1), the range of tanh" in text
+
+
 def test_rnn_cell_with_w_ih_transposed_fails_to_run_and_shows_the_line():
     def rnn_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
         return torch.tanh(x @ weight_ih + h @ weight_hh.T)

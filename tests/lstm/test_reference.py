@@ -268,3 +268,96 @@ def test_state_gradient_norms_follow_the_forget_gate_when_gates_ignore_the_state
     norms = state_gradient_norms(layer, x)
     f = 1 / (1 + math.exp(-1.5))
     assert_close(norms, torch.tensor([f**k for k in range(S)], dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------------------
+# GRU, the cell-path measurement, the hand-built solution
+# --------------------------------------------------------------------------------------------
+
+from course_lib.lstm import gru_cell, hand_built_adding_lstm  # noqa: E402
+from course_lib.tasks.adding import adding_accuracy, adding_problem  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_cell_vs_torch_gru_cell(dtype, bias):
+    B, I, H = 3, 4, 5
+    torch.manual_seed(0)
+    cell = nn.GRUCell(I, H, bias=bias, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(B, I, generator=gen, dtype=torch.float64)
+    h = torch.randn(B, H, generator=gen, dtype=torch.float64)
+    params = [cell.weight_ih, cell.weight_hh] + ([cell.bias_ih, cell.bias_hh] if bias else [None, None])
+    # forward and every gradient, float64 reference from torch itself
+    leaves = _leaves(x, h, *[p for p in params if p is not None])
+    mine_args = [t.to(dtype) for t in leaves]
+    full = mine_args + [None] * (6 - len(mine_args))
+    out = gru_cell(*full)
+    assert out.dtype == dtype
+    expected = cell(x, h)
+    assert_close(out, expected, name="h_new")
+    g_out = torch.randn(B, H, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad((out.double() * g_out).sum(), leaves)
+    ref_x, ref_h = _leaves(x, h)
+    ref_grads = torch.autograd.grad((cell(ref_x, ref_h) * g_out).sum(), [ref_x, ref_h, *cell.parameters()])
+    for name, a, b in zip(["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh"], grads, ref_grads,
+                          strict=False):  # without biases the last two names have no gradient
+        assert_close(a.double(), b, atol=1e-5 if dtype == torch.float32 else None,
+                     rtol=1e-4 if dtype == torch.float32 else None, name=f"d/d{name}")
+
+
+def test_gru_cell_h_none_is_zeros():
+    torch.manual_seed(0)
+    cell = nn.GRUCell(3, 4, dtype=torch.float64)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    assert_close(gru_cell(x, None, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), cell(x))
+
+
+def test_gru_update_gate_near_one_keeps_the_state():
+    H, I = 4, 2
+    w_ih, w_hh = torch.zeros(3 * H, I, dtype=torch.float64), torch.zeros(3 * H, H, dtype=torch.float64)
+    b = torch.zeros(3 * H, dtype=torch.float64)
+    b[H:2 * H] = 40.0  # z = sigma(40) = 1 to double precision
+    h = torch.randn(2, H, dtype=torch.float64)
+    assert torch.equal(gru_cell(torch.randn(2, I, dtype=torch.float64), h, w_ih, w_hh, b, None), h)
+
+
+def test_state_gradient_norms_cell_path_is_the_gradient_at_lag0_times_the_forget_products():
+    torch.manual_seed(0)
+    layer = init_forget_bias(nn.LSTM(2, 6, batch_first=True), 1.0)
+    x, _ = adding_problem(5, 30, torch.Generator().manual_seed(2))
+    norms = state_gradient_norms(layer, x, seed=3, paths="cell")
+    # Independent computation: dL/dc_S = w * o_S * (1 - tanh^2 c_S), then multiply by the forget gates backwards.
+    w = layer_weights(layer, torch.float64)
+    trace = lstm_gate_activations(x.double(), None, **w)
+    readout = torch.randn(5, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    g = readout * trace["o"][:, -1] * (1 - torch.tanh(trace["c"][:, -1]) ** 2)  # (B, H)
+    expected = []
+    for k in range(30):
+        expected.append(g.norm(dim=1).mean())
+        g = g * trace["f"][:, 29 - k]
+    expected = torch.stack(expected)
+    assert_close(norms, expected / expected[0])
+    total = state_gradient_norms(layer, x, seed=3)
+    assert not torch.allclose(total, norms)  # the gate paths contribute with W_hh != 0
+    with pytest.raises(ValueError, match="no cell path"):
+        state_gradient_norms(nn.RNN(2, 3, batch_first=True), x, paths="cell")
+    with pytest.raises(ValueError, match="paths must be"):
+        state_gradient_norms(layer, x, paths="gates")
+
+
+@pytest.mark.parametrize("T", [10, 200])
+def test_hand_built_lstm_solves_the_adding_problem(T):
+    weights = hand_built_adding_lstm()
+    readout = weights.pop("readout")
+    assert weights["weight_ih"].shape == (4, 2) and weights["weight_hh"].shape == (4, 1)
+    x, y = adding_problem(500, T, torch.Generator().manual_seed(0), dtype=torch.float64)
+    _, (h_T, _) = lstm(x, None, **weights)
+    y_hat = h_T[:, 0] * readout
+    assert float(((y_hat - y) ** 2).mean()) < 1e-6
+    assert adding_accuracy(y_hat, y) == 1.0
+    # Without the open forget gate the first value is lost: the construction depends on it.
+    weights["bias_ih"] = weights["bias_ih"].clone()
+    weights["bias_ih"][1] = 0.0
+    _, (h_T, _) = lstm(x, None, **weights)
+    assert float(((h_T[:, 0] * readout - y) ** 2).mean()) > 1 / 24
