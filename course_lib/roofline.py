@@ -125,3 +125,38 @@ def plot_flash_tiles(Sq: int = 10, Sk: int = 12, BLOCK_M: int = 4, BLOCK_N: int 
                  "blue tile: computed; grey: skipped; x: masked entry; dashed: end of the data", fontsize=9)
     ax.set_aspect("equal")
     return ax
+
+
+def tile_explorer(Sq: int = 10, Sk: int = 12, block: int = 4, static: bool = True):
+    """Interactive :func:`plot_flash_tiles`: sliders for Sq, Sk and the tile size, a causal switch (ipywidgets).
+
+    Shows how many tiles a causal kernel skips as the shapes change, and how ragged ends fall inside
+    a tile (masked lanes). With ``static`` it then draws the causal and non-causal views of the
+    starting shape side by side, which the notebook stores as an image, so the lesson reads where
+    widgets do not run (GitHub, a static site).
+    """
+    import ipywidgets as widgets
+
+    def show(Sq: int, Sk: int, block: int, causal: bool) -> None:
+        fig, ax = plt.subplots(figsize=(5.5, 4.8))
+        plot_flash_tiles(Sq, Sk, block, block, causal=causal, ax=ax)
+        total = math.ceil(Sq / block) * math.ceil(Sk / block)
+        visited = causal_tiles(Sq, Sk, block, block) if causal else total
+        ax.set_xlabel(f"key index j  ({visited} of {total} tiles computed)")
+        plt.show()
+
+    view = widgets.interact(
+        show,
+        Sq=widgets.IntSlider(value=Sq, min=1, max=32, description="Sq"),
+        Sk=widgets.IntSlider(value=Sk, min=1, max=32, description="Sk"),
+        block=widgets.IntSlider(value=block, min=2, max=8, description="tile"),
+        causal=widgets.Checkbox(value=True, description="causal"),
+    )
+    if static:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+        plot_flash_tiles(Sq, Sk, block, block, causal=False, ax=axes[0])
+        plot_flash_tiles(Sq, Sk, block, block, causal=True, ax=axes[1])
+        fig.suptitle("static view of the explorer (run the notebook to move the sliders)", fontsize=11)
+        plt.tight_layout()
+        plt.show()
+    return view

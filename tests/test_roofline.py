@@ -44,3 +44,11 @@ def test_causal_tiles_covers_every_needed_tile_and_skips_some(Sq, Sk, BM, BN):
 def test_plots_draw():
     assert roofline.plot_roofline().get_xlabel().startswith("arithmetic intensity")
     assert len(roofline.plot_flash_tiles().patches) == 3 * 3
+
+
+def test_tile_explorer_responds_to_its_sliders():
+    view = roofline.tile_explorer(static=False)
+    controls = {c.description: c for c in view.widget.children if hasattr(c, "description")}
+    assert {"Sq", "Sk", "tile", "causal"} <= set(controls)
+    controls["Sq"].value = 20  # moving a slider re-runs the view without error
+    assert view.widget.result is None
