@@ -506,6 +506,17 @@ def test_rnn_bptt_autograd_is_caught_by_the_rules(fn):
     assert "backpropagate by hand, without autograd" in text
 
 
+def test_rnn_bptt_forward_pass_with_the_builtin_cell_is_caught_by_the_rules():
+    def rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity="tanh"):
+        h = h0
+        for t in range(x.shape[1]):  # the forward states from torch's fused cell
+            h = torch.rnn_tanh_cell(x[:, t], h, weight_ih, weight_hh, bias_ih, bias_hh)
+        return ref.rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlinearity)
+
+    text = _rejected_at("rnn_bptt", rnn_bptt, "rules")
+    assert "your function used torch.rnn_tanh" in text
+
+
 def test_rnn_bptt_plain_autograd_fails_to_run_and_says_autograd_is_off():
     text = _rejected_at("rnn_bptt", make_bptt(autograd=True), "runs")
     assert "autograd is off here: the grader calls this function inside torch.inference_mode()" in text
