@@ -86,7 +86,7 @@ def plot_classical_capacity(curve: Mapping[str, Sequence[float]], ax=None, d: in
     ax.set_xlabel("load N / d")
     ax.set_ylim(-0.03, 1.03)
     ax.set_title("classical Hopfield network" + (f", d = {d}" if d else ""))
-    ax.legend(loc="center right")
+    ax.legend(loc="center left")
     return ax
 
 

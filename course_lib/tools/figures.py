@@ -21,6 +21,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyBboxPatch
 
+from course_lib.hopfield import slide_figures as hopfield_slide_figures
+
 DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 9, "legend.frameon": False}
@@ -451,6 +453,7 @@ FIGURES: dict[str, dict[str, Callable[[Path], Path]]] = {
         "03_attention_cost.png": attention_cost,
         "03_online_softmax.png": online_softmax,
     },
+    "04": hopfield_slide_figures.FIGURES,
 }
 
 
