@@ -64,7 +64,7 @@ def roofline_time_s(flops: float, nbytes: float, gpu: GPU = H100_SXM) -> float:
     return max(flops / (gpu.bf16_tflops * 1e12), nbytes / (gpu.hbm_tb_s * 1e12))
 
 
-def plot_roofline(S_values=(512, 2048, 8192), D: int = 64, gpu: GPU = H100_SXM, ax=None):
+def plot_roofline(S_values=(512, 2048, 8192), D: int = 64, gpu: GPU = H100_SXM, ax=None, fontsize: int = 9):
     """Attainable TFLOP/s against arithmetic intensity, with naive and tiled attention marked."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.2))
@@ -72,19 +72,26 @@ def plot_roofline(S_values=(512, 2048, 8192), D: int = 64, gpu: GPU = H100_SXM, 
     ax.loglog(xs, [min(gpu.bf16_tflops, gpu.hbm_tb_s * x) for x in xs], color="black", lw=2,
               label=f"roofline: {gpu.name}")
     ax.axvline(gpu.ridge, color="grey", ls=":", lw=1)
-    ax.text(gpu.ridge * 1.1, gpu.bf16_tflops * 0.05, f"ridge {gpu.ridge:.0f} FLOP/B", color="grey", fontsize=9)
+    ax.text(gpu.ridge * 1.1, gpu.bf16_tflops * 0.012, f"ridge {gpu.ridge:.0f} FLOP/B", color="grey",
+            fontsize=fontsize)
     for naive, marker, colour in ((True, "o", "tab:red"), (False, "s", "tab:blue")):
-        for S in S_values:
-            i = arithmetic_intensity(S, S, D, naive=naive)
-            ax.plot(i, min(gpu.bf16_tflops, gpu.hbm_tb_s * i), marker, color=colour, ms=8)
-            ax.annotate(f"S={S}", (i, min(gpu.bf16_tflops, gpu.hbm_tb_s * i)), textcoords="offset points",
-                        xytext=(6, -12), fontsize=8, color=colour)
+        points = [(S, arithmetic_intensity(S, S, D, naive=naive)) for S in S_values]
+        for k, (S, i) in enumerate(points):
+            y = min(gpu.bf16_tflops, gpu.hbm_tb_s * i)
+            ax.plot(i, y, marker, color=colour, ms=8)
+            if not naive:  # tiled points spread out along the flat roof: label each, staggered
+                ax.annotate(f"S={S}", (i, y), textcoords="offset points", xytext=(-10, -18 - 16 * (k % 2)),
+                            fontsize=fontsize - 1, color=colour)
+        if naive:  # naive points sit on top of each other (I ≈ D/2 for every S): one label
+            i, y = points[-1][1], min(gpu.bf16_tflops, gpu.hbm_tb_s * points[-1][1])
+            ax.annotate(f"S = {S_values[0]} … {S_values[-1]}", (i, y), textcoords="offset points", xytext=(8, -16),
+                        fontsize=fontsize - 1, color=colour)
         ax.plot([], [], marker, color=colour, label="naive attention (S, P in memory)" if naive
                 else "tiled (flash) attention")
     ax.set_xlabel("arithmetic intensity (FLOPs per byte, bf16)")
     ax.set_ylabel("attainable TFLOP/s")
     ax.set_title(f"Attention forward, one head, D = {D}")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=fontsize - 1)
     return ax
 
 
@@ -101,7 +108,8 @@ def causal_tiles(Sq: int, Sk: int, BLOCK_M: int, BLOCK_N: int) -> int:
     return total
 
 
-def plot_flash_tiles(Sq: int = 10, Sk: int = 12, BLOCK_M: int = 4, BLOCK_N: int = 4, causal: bool = True, ax=None):
+def plot_flash_tiles(Sq: int = 10, Sk: int = 12, BLOCK_M: int = 4, BLOCK_N: int = 4, causal: bool = True, ax=None,
+                     fontsize: int = 9):
     """The (Sq, Sk) score matrix cut into tiles: the tiles a program visits or skips, and the masked entries."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4.8))
@@ -122,7 +130,7 @@ def plot_flash_tiles(Sq: int = 10, Sk: int = 12, BLOCK_M: int = 4, BLOCK_N: int 
     ax.set_xlabel("key index j (tiles of BLOCK_N)")
     ax.set_ylabel("query index i (tiles of BLOCK_M)")
     ax.set_title(f"{'causal ' if causal else ''}flash attention: Sq={Sq}, Sk={Sk}, tiles {BLOCK_M}x{BLOCK_N}\n"
-                 "blue tile: computed; grey: skipped; x: masked entry; dashed: end of the data", fontsize=9)
+                 "blue tile: computed; grey: skipped; x: masked entry; dashed: end of the data", fontsize=fontsize)
     ax.set_aspect("equal")
     return ax
 

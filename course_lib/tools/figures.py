@@ -14,14 +14,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyBboxPatch
+from matplotlib.text import Text
 
 from course_lib.hopfield import slide_figures as hopfield_slide_figures
+from course_lib.tools import figures_07
 
 DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
@@ -37,7 +41,42 @@ def _figure(ncols: int = 1, width: float = 8.0, height: float = 3.6) -> tuple[Fi
 def _save(fig: Figure, path: Path) -> Path:
     # metadata={"Software": None} drops the only varying PNG text chunk: same inputs, same bytes.
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    TEXT_SIZES[Path(path).name] = figure_text(fig)
     return path
+
+
+@dataclass(frozen=True)
+class FigureText:
+    """The pixel size of a saved figure and every text drawn in it, as (font size in points, text)."""
+
+    width_px: float
+    height_px: float
+    texts: tuple[tuple[float, str], ...]
+
+
+TEXT_SIZES: dict[str, FigureText] = {}
+"""File name -> :class:`FigureText` of every figure drawn by :func:`make_figures` in this process.
+The slide build turns it into on-slide pixel sizes to find text too small to read on a projector."""
+
+
+def figure_text(fig: Figure) -> FigureText:
+    """The visible, non-empty texts of a drawn figure (titles, labels, tick labels, legends, annotations)."""
+    # Draw once more on a fresh canvas: offset boxes (legends) place their texts in pixels during a draw,
+    # so every extent and the canvas size must come from the same draw.
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    width, height = renderer.get_canvas_width_height()
+    texts = []
+    for t in fig.findobj(Text):
+        label = t.get_text().strip()
+        if not (label and t.get_visible() and (t.axes is None or t.axes.get_visible())):
+            continue
+        extent = t.get_window_extent(renderer)
+        if extent.x1 < 0 or extent.x0 > width or extent.y1 < 0 or extent.y0 > height:
+            continue  # tick labels outside the view are kept by matplotlib but never drawn
+        texts.append((float(t.get_fontsize()), label))
+    return FigureText(fig.get_figwidth() * DPI, fig.get_figheight() * DPI, tuple(sorted(texts)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -67,32 +106,11 @@ def _diagram(width: float, height: float, xlim: tuple[float, float], ylim: tuple
 
 
 def rnn_unrolled(path: Path) -> Path:
-    """The RNN unrolled in time: one cell, the same weights at every step, losses on top."""
-    fig, ax = _diagram(9.0, 3.9, (-0.9, 9.8), (-0.9, 3.4))
-    steps = ["1", "2", "3", "T"]
-    xs = [1.2, 3.4, 5.6, 8.4]
-    ax.text(-0.45, 1.5, "$h_0$", ha="center", va="center", fontsize=14)
-    _arrow(ax, (-0.2, 1.5), (xs[0] - 0.5, 1.5))
-    for n, (t, x) in enumerate(zip(steps, xs, strict=True)):
-        _box(ax, (x, 1.5), "$\\tanh$", w=1.0, h=0.7, fontsize=13)
-        ax.text(x, 0.1, f"$x_{{{t}}}$", ha="center", va="center", fontsize=14)
-        _arrow(ax, (x, 0.35), (x, 1.12))
-        ax.text(x + 0.12, 0.72, "$W_{ih}$", fontsize=9, color="0.35")
-        _arrow(ax, (x, 1.88), (x, 2.6))
-        ax.text(x, 2.9, f"$\\ell_{{{t}}}(\\hat y_{{{t}}}, y_{{{t}}})$", ha="center", va="center", fontsize=12)
-        if n < len(xs) - 1:
-            gap_end = xs[n + 1] - 0.55 if n < len(xs) - 2 else x + 1.4
-            _arrow(ax, (x + 0.55, 1.5), (gap_end, 1.5))
-            ax.text((x + gap_end) / 2 + 0.05, 1.62, f"$h_{{{t}}}$", ha="center", va="bottom", fontsize=12)
-            ax.text((x + gap_end) / 2 + 0.05, 1.38, "$W_{hh}$", ha="center", va="top", fontsize=9, color="0.35")
-    ax.text(7.25, 1.5, "$\\cdots$", ha="center", va="center", fontsize=16)
-    _arrow(ax, (7.5, 1.5), (xs[-1] - 0.55, 1.5))
-    _arrow(ax, (xs[-1] + 0.55, 1.5), (xs[-1] + 0.85, 1.5))
-    ax.text(xs[-1] + 0.95, 1.5, "$h_T$", ha="left", va="center", fontsize=12)
-    _arrow(ax, (xs[-1] + 0.5, -0.55), (xs[0] - 0.5, -0.55), color="C3", ls="--")
-    ax.text((xs[0] + xs[-1]) / 2, -0.75,
-            "backward: $\\delta_t = \\partial L/\\partial h_t$ flows from $t=T$ down to $1$",
-            ha="center", va="top", color="C3", fontsize=11)
+    """The RNN unrolled in time with the BPTT paths: the notebook's diagram (course_lib.rnn.plots)."""
+    from course_lib.rnn.plots import draw_unrolled_rnn
+
+    fig = Figure(figsize=(11.8, 4.36))
+    draw_unrolled_rnn(fig.add_axes((0, 0, 1, 1)), fontsize=14)
     return _save(fig, path)
 
 
@@ -104,10 +122,10 @@ def rnn_tanh_derivative(path: Path) -> Path:
     ax.plot(a.numpy(), (1 - torch.tanh(a) ** 2).numpy(), label=r"$\tanh'(a) = 1-\tanh^2(a)$")
     for lo, hi in ((-4, -2), (2, 4)):
         ax.axvspan(lo, hi, color="0.85", alpha=0.6, lw=0)
-    ax.text(3.0, -0.55, "saturated:\n" r"$\tanh' < 0.07$", ha="center", fontsize=9)
-    ax.text(-3.0, 0.45, "saturated:\n" r"$\tanh' < 0.07$", ha="center", fontsize=9)
+    ax.text(3.0, -0.6, "saturated:\n" r"$\tanh' < 0.07$", ha="center", fontsize=12)
+    ax.text(-3.0, 0.4, "saturated:\n" r"$\tanh' < 0.07$", ha="center", fontsize=12)
     ax.set_xlabel("pre-activation $a$")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=12)
     return _save(fig, path)
 
 
@@ -148,7 +166,20 @@ def rnn_gradient_vs_lag(path: Path) -> Path:
         ax.set_xlabel("lag $k$")
         ax.set_ylim(1e-30, 1e30)
     axes[0].set_ylabel(r"$\|\partial L / \partial h_{T-k}\|$")
-    axes[1].legend(loc="upper left", ncols=2)
+    axes[1].legend(loc="upper left", ncols=2, fontsize=12)
+    return _save(fig, path)
+
+
+def rnn_nonnormal(path: Path) -> Path:
+    """rho is a rate, not a bound: ||W^k|| of the leaky delay line (rho = 0.9) between rho^k and sigma_max^k."""
+    from course_lib.rnn import gradient_norms_over_lag, nonnormal_example
+    from course_lib.rnn.plots import plot_power_norms
+
+    w = nonnormal_example(H=8, rho=0.9, coupling=0.3)
+    fig, (ax,) = _figure(width=9.0, height=3.6)
+    plot_power_norms(w, k_max=300, measured=gradient_norms_over_lag(w, S=100, input_scale=0.01), ax=ax,
+                     title=r"$W_{hh} = 0.9\,I + 0.3\,S$ (H = 8): every eigenvalue is 0.9")
+    ax.legend(fontsize=12, loc="lower center", bbox_to_anchor=(0.58, 0.0))  # the empty region under the hump
     return _save(fig, path)
 
 
@@ -168,7 +199,7 @@ def rnn_loss_cliff(path: Path) -> Path:
     axes[1].set_title(r"$|\partial L/\partial b|$")
     for ax in axes:
         ax.set_xlabel("bias $b$")
-    axes[0].legend()
+    axes[0].legend(fontsize=12)
     return _save(fig, path)
 
 
@@ -183,7 +214,7 @@ def adding_problem_sample(path: Path) -> Path:
     colors = ["C1" if t in (first, second) else "0.7" for t in range(T)]
     ax.bar(range(T), values.numpy(), color=colors)
     for t in (first, second):
-        ax.annotate("marker = 1", (t, values[t]), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=9)
+        ax.annotate("marker = 1", (t, values[t]), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=12)
     target = float(values[first] + values[second])
     ax.set_title(f"adding problem, $T={T}$: target $y = x_{{{first}}} + x_{{{second}}} = {target:.2f}$, "
                  f"read after step {T - 1}")
@@ -439,6 +470,7 @@ FIGURES: dict[str, dict[str, Callable[[Path], Path]]] = {
         "01_unrolled.png": rnn_unrolled,
         "01_tanh_derivative.png": rnn_tanh_derivative,
         "01_gradient_vs_lag.png": rnn_gradient_vs_lag,
+        "01_nonnormal.png": rnn_nonnormal,
         "01_loss_cliff.png": rnn_loss_cliff,
         "01_adding_problem.png": adding_problem_sample,
     },
@@ -454,6 +486,7 @@ FIGURES: dict[str, dict[str, Callable[[Path], Path]]] = {
         "03_online_softmax.png": online_softmax,
     },
     "04": hopfield_slide_figures.FIGURES,
+    "07": figures_07.FIGURES,
 }
 
 
