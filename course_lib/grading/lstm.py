@@ -460,3 +460,164 @@ def grade_init_forget_bias(g: Grader, fn) -> None:
         g.ok("properties", f"leaves every other entry unchanged ({case})")
         g.expect(all(p.requires_grad for p in params.values()), "properties", f"parameters still trainable ({case})",
                  "some parameters no longer require gradients")
+
+
+# --------------------------------------------------------------------------------------------
+# gru_cell: the GRU as the lighter variant (torch.nn.GRUCell semantics)
+# --------------------------------------------------------------------------------------------
+
+from course_lib.grading.core import mistake  # noqa: E402  (this section is appended to the module)
+
+GRU_PARAMS = ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+
+
+def _gru_parts(x, h, weight_ih, weight_hh, bias_ih, bias_hh, order=(0, 1, 2)):
+    """Input and recurrent pre-activations split into (r, z, n) blocks; ``order`` permutes the blocks."""
+    H = weight_hh.shape[1]
+    h = x.new_zeros(x.shape[0], H) if h is None else h
+    a_x = x @ weight_ih.T
+    w_h = h @ weight_hh.T
+    b_h = torch.zeros_like(w_h) if bias_hh is None else bias_hh.expand_as(w_h)
+    if bias_ih is not None:
+        a_x = a_x + bias_ih
+    xs, whs, bhs = (t.chunk(3, dim=-1) for t in (a_x, w_h, b_h))
+    pick = [order.index(k) for k in range(3)]  # block that the mistaken code reads as r, z, n
+    return h, [xs[p] for p in pick], [whs[p] for p in pick], [bhs[p] for p in pick]
+
+
+@mistake("gru_cell", "b_hn is added outside the reset gate: n = tanh(W_in x + b_in + r ⊙ (W_hn h) + b_hn)")
+def _gru_bias_outside_reset(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    h, (x_r, x_z, x_n), (w_r, w_z, w_n), (b_r, b_z, b_n) = _gru_parts(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    r, z = torch.sigmoid(x_r + w_r + b_r), torch.sigmoid(x_z + w_z + b_z)
+    n = torch.tanh(x_n + r * w_n + b_n)
+    return (1 - z) * n + z * h
+
+
+@mistake("gru_cell", "the reset gate multiplies h before the matrix product: W_hn (r ⊙ h) + b_hn (the form of Cho et "
+                     "al. 2014, not torch's)")
+def _gru_reset_before_matmul(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    h, (x_r, x_z, x_n), (w_r, w_z, _), (b_r, b_z, b_n) = _gru_parts(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    r, z = torch.sigmoid(x_r + w_r + b_r), torch.sigmoid(x_z + w_z + b_z)
+    H = weight_hh.shape[1]
+    n = torch.tanh(x_n + (r * h) @ weight_hh[2 * H:].T + b_n)
+    return (1 - z) * n + z * h
+
+
+@mistake("gru_cell", "z and 1 − z are swapped: h_new = z ⊙ n + (1 − z) ⊙ h (in torch, z near 1 keeps the old h)")
+def _gru_update_swapped(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    h, (x_r, x_z, x_n), (w_r, w_z, w_n), (b_r, b_z, b_n) = _gru_parts(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    r, z = torch.sigmoid(x_r + w_r + b_r), torch.sigmoid(x_z + w_z + b_z)
+    n = torch.tanh(x_n + r * (w_n + b_n))
+    return z * n + (1 - z) * h
+
+
+@mistake("gru_cell", "the row blocks are read as z, r, n instead of torch's r, z, n")
+def _gru_order_zrn(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    h, (x_r, x_z, x_n), (w_r, w_z, w_n), (b_r, b_z, b_n) = _gru_parts(x, h, weight_ih, weight_hh, bias_ih, bias_hh,
+                                                                       order=(1, 0, 2))
+    r, z = torch.sigmoid(x_r + w_r + b_r), torch.sigmoid(x_z + w_z + b_z)
+    n = torch.tanh(x_n + r * (w_n + b_n))
+    return (1 - z) * n + z * h
+
+
+@mistake("gru_cell", "the reset gate is left out of the candidate: n = tanh(W_in x + b_in + W_hn h + b_hn)")
+def _gru_no_reset(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    h, (x_r, x_z, x_n), (w_r, w_z, w_n), (b_r, b_z, b_n) = _gru_parts(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    z = torch.sigmoid(x_z + w_z + b_z)
+    n = torch.tanh(x_n + w_n + b_n)
+    return (1 - z) * n + z * h
+
+
+@mistake("gru_cell", "the candidate n goes through a sigmoid instead of tanh")
+def _gru_sigmoid_candidate(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    h, (x_r, x_z, x_n), (w_r, w_z, w_n), (b_r, b_z, b_n) = _gru_parts(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    r, z = torch.sigmoid(x_r + w_r + b_r), torch.sigmoid(x_z + w_z + b_z)
+    n = torch.sigmoid(x_n + r * (w_n + b_n))
+    return (1 - z) * n + z * h
+
+
+def _gru_inputs(g: Grader, B: int, I: int, H: int, dtype=torch.float64) -> dict:
+    """Seeded inputs with a non-zero state and biases on every gate (zeros would hide bugs)."""
+    return dict(x=g.randn(B, I, dtype=dtype), h=g.randn(B, H, dtype=dtype, scale=0.8),
+                weight_ih=g.randn(3 * H, I, dtype=dtype, scale=I**-0.5),
+                weight_hh=g.randn(3 * H, H, dtype=dtype, scale=H**-0.5),
+                bias_ih=g.randn(3 * H, dtype=dtype, scale=0.5), bias_hh=g.randn(3 * H, dtype=dtype, scale=0.8))
+
+
+@exercise("gru_cell", module="02", title="One step of a GRU (torch.nn.GRUCell)", points=2, difficulty="medium",
+          minutes=20, signature="gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None) -> h_new (B, H), "
+                                "x (B, I), h (B, H) or None; weights (3H, ·) stacked r, z, n; the reset gate "
+                                "multiplies W_hn h + b_hn")
+def grade_gru_cell(g: Grader, fn) -> None:
+    g.check_signature(fn, GRU_PARAMS)
+    cases = [(3, 4, 5, torch.float64, "state"), (2, 3, 6, torch.float32, "state"),
+             (3, 4, 5, torch.float64, "no biases"), (2, 5, 3, torch.float64, "h=None")]
+    records = []
+    for B, I, H, dtype, variant in cases:
+        a = _gru_inputs(g, B, I, H, dtype)
+        if variant == "no biases":
+            a["bias_ih"] = a["bias_hh"] = None
+        if variant == "h=None":
+            a["h"] = None
+        case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}" + ("" if variant == "state" else f", {variant}")
+        result, record = g.call_recording(fn, case, a["x"], a["h"], a["weight_ih"], a["weight_hh"], a["bias_ih"],
+                                          a["bias_hh"])
+        records.append(record)
+        g.check_outputs(result, ref.gru_cell(**as_float64(a)), "h_new", case, dtype=dtype, args=a)
+    g.forbid(records, {"gru_cell": "the exercise is to write the cell, not to call torch's"}, "every case")
+    a = _gru_inputs(g, 3, 4, 5)
+    check_gradients(g, fn, ref.gru_cell, "B=3, I=4, H=5, float64", a, wrt=list(a))
+
+
+# --------------------------------------------------------------------------------------------
+# predict_forget_memory: predict, then run
+# --------------------------------------------------------------------------------------------
+
+PREDICT_ID = "predict_forget_memory"
+
+
+def _theory(forget_bias, steps):
+    from course_lib.lstm.experiments import forget_memory_theory
+
+    return forget_memory_theory(forget_bias, steps)
+
+
+@mistake(PREDICT_ID, "the half-life is taken as the e-folding time −1/log σ(b): the lag at which 1/e is left, not 1/2")
+def _predict_e_folding(forget_bias, steps):
+    log_f = torch.nn.functional.logsigmoid(torch.as_tensor(forget_bias, dtype=torch.float64))
+    return -1.0 / log_f, torch.exp(steps * log_f)
+
+
+@mistake(PREDICT_ID, "the decay is treated as linear: a loss of 1 − σ(b) per step, so half-life 0.5 / (1 − σ(b)) "
+                     "and 1 − S (1 − σ(b)) kept")
+def _predict_linear(forget_bias, steps):
+    f = torch.sigmoid(torch.as_tensor(forget_bias, dtype=torch.float64))
+    return 0.5 / (1 - f), (1 - steps * (1 - f)).clamp_min(0.0)
+
+
+@mistake(PREDICT_ID, "the forget gate is σ(−b) (the sign of the bias flipped)")
+def _predict_sign_flipped(forget_bias, steps):
+    return _theory(-torch.as_tensor(forget_bias, dtype=torch.float64), steps)
+
+
+@exercise(PREDICT_ID, module="02", title="Predict, then run: how long a forget gate remembers", points=1,
+          difficulty="warm-up", minutes=10,
+          signature="check('predict_forget_memory', predict_then_run(my_prediction)): my_prediction = "
+                    "{'half_life': steps, 'kept_after': fraction}, written down before the experiment runs")
+def grade_predict_forget_memory(g: Grader, record) -> None:
+    from course_lib.lstm.experiments import PredictionRecord
+
+    g.expect(isinstance(record, PredictionRecord), "types", "a record from predict_then_run",
+             f"expected what predict_then_run(my_prediction) returns, got {type(record).__name__}")
+    if not record.attempted:
+        g.not_attempted = True
+        g.fail("runs", "not attempted yet", "no prediction recorded: set my_prediction to your two numbers and "
+               "run predict_then_run(my_prediction) again")
+    g.expect(bool(record.measured) and record.recorded_at <= record.measured_at, "rules",
+             "the prediction was recorded before the measurement",
+             "this record has no measurement made after the prediction: run predict_then_run(my_prediction)")
+    case = f"forget bias {record.forget_bias:g}, {record.steps} steps"
+    mine = tuple(torch.tensor(record.prediction[k], dtype=torch.float64) for k in ("half_life", "kept_after"))
+    args = dict(forget_bias=record.forget_bias, steps=record.steps)
+    g.check_outputs(mine, _theory(**args), ("half_life", "kept_after"), case, dtype=torch.float64,
+                    tol=dict(atol=0.0, rtol=0.1), args=args)

@@ -16,13 +16,16 @@ from course_lib.grading import EXERCISES, check
 from course_lib.grading.core import MISTAKES
 from course_lib.lstm import reference as ref
 
-MODULE_02 = ["lstm_cell", "lstm", "cec_gradient", "forget_half_life", "init_forget_bias"]
+MODULE_02 = ["lstm_cell", "lstm", "cec_gradient", "forget_half_life", "init_forget_bias", "gru_cell",
+             "predict_forget_memory"]
+FUNCTIONS_02 = [e for e in MODULE_02 if e != "predict_forget_memory"]  # graded functions (the prediction is a record)
 PARAMS = {
     "lstm_cell": ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
     "lstm": ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
     "cec_gradient": ["f_pre"],
     "forget_half_life": ["forget_bias"],
     "init_forget_bias": ["lstm_module", "value"],
+    "gru_cell": ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
 }
 
 
@@ -30,13 +33,13 @@ def test_module_02_exercises_are_registered():
     assert [e.id for e in EXERCISES.values() if e.module == "02"] == MODULE_02
 
 
-@pytest.mark.parametrize("exercise_id", MODULE_02)
+@pytest.mark.parametrize("exercise_id", FUNCTIONS_02)
 def test_reference_passes(exercise_id):
     passed, _, text = grade_outcome(exercise_id, getattr(ref, exercise_id))
     assert passed, text
 
 
-@pytest.mark.parametrize("exercise_id", MODULE_02)
+@pytest.mark.parametrize("exercise_id", FUNCTIONS_02)
 def test_unsolved_stub_is_not_attempted(exercise_id):
     assert_stub_not_attempted(exercise_id, PARAMS[exercise_id])
 
@@ -541,7 +544,139 @@ def test_init_forget_bias_setting_both_biases_is_named():
 def test_check_leaves_global_state_as_it_was():
     before = torch.get_rng_state()
     dtype = torch.get_default_dtype()
-    for exercise_id in MODULE_02:
+    for exercise_id in FUNCTIONS_02:
         check(exercise_id, getattr(ref, exercise_id), record=False)
     assert torch.equal(torch.get_rng_state(), before)
     assert torch.get_default_dtype() == dtype
+
+
+# --------------------------------------------------------------------------------------------
+# gru_cell
+# --------------------------------------------------------------------------------------------
+
+from course_lib.grading.core import MISTAKES  # noqa: E402
+from course_lib.lstm.experiments import PredictionRecord, forget_memory_theory, predict_then_run  # noqa: E402
+
+
+def gru_cell_per_gate(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Correct, written gate by gate with row slices and explicit zeros for missing biases."""
+    H = weight_hh.shape[1]
+    h = torch.zeros(x.shape[0], H, dtype=x.dtype) if h is None else h
+    b_i = torch.zeros(3 * H, dtype=x.dtype) if bias_ih is None else bias_ih
+    b_h = torch.zeros(3 * H, dtype=x.dtype) if bias_hh is None else bias_hh
+
+    def pre(k):
+        return x @ weight_ih[k * H:(k + 1) * H].T + b_i[k * H:(k + 1) * H], h @ weight_hh[k * H:(k + 1) * H].T + \
+            b_h[k * H:(k + 1) * H]
+
+    r = torch.sigmoid(sum(pre(0)))
+    z = torch.sigmoid(sum(pre(1)))
+    x_n, h_n = pre(2)
+    n = torch.tanh(x_n + r * h_n)
+    return h + (1 - z) * (n - h)  # the same update, written as an interpolation towards n
+
+
+def gru_cell_torch_module(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """Correct through torch.func.functional_call on an nn.GRUCell: allowed? No -- the rules forbid torch's cell."""
+    cell = nn.GRUCell(x.shape[1], weight_hh.shape[1], bias=bias_ih is not None, dtype=x.dtype)
+    params = {"weight_ih": weight_ih, "weight_hh": weight_hh}
+    if bias_ih is not None:
+        params.update(bias_ih=bias_ih, bias_hh=bias_hh)
+    return torch.func.functional_call(cell, params, (x, h))
+
+
+def test_gru_cell_reference_equals_torch_grucell_in_float64():
+    torch.manual_seed(0)
+    cell = nn.GRUCell(3, 5, dtype=torch.float64)
+    x, h = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    mine = ref.gru_cell(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    assert torch.allclose(mine, cell(x, h), atol=1e-14, rtol=0)
+
+
+def test_gru_cell_other_correct_version_passes():
+    _passes("gru_cell", gru_cell_per_gate)
+
+
+def test_gru_cell_calling_torch_is_rejected_at_rules():
+    text = _rejected_at("gru_cell", gru_cell_torch_module, "rules")
+    assert "gru_cell" in text
+
+
+@pytest.mark.parametrize("m", MISTAKES["gru_cell"], ids=lambda m: m.fn.__name__)
+def test_gru_cell_catalogued_mistakes_are_rejected_and_named(m):
+    assert len(MISTAKES["gru_cell"]) >= 4
+    text = _rejected_at("gru_cell", m.fn, "values")
+    assert "your output matches what you get when " + m.description in text
+
+
+def test_gru_cell_mistakes_are_real_mistakes_against_torch():
+    # Each catalogued mistake differs from torch.nn.GRUCell on generic inputs (ground truth: torch, not our reference).
+    torch.manual_seed(1)
+    cell = nn.GRUCell(3, 4, dtype=torch.float64)
+    x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    truth = cell(x, h)
+    for m in MISTAKES["gru_cell"]:
+        wrong = m.fn(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        assert not torch.allclose(wrong, truth, atol=1e-6), m.description
+
+
+def test_gru_cell_detached_output_is_rejected_at_gradients():
+    _rejected_at("gru_cell", lambda x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None:
+                 ref.gru_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh).detach(), "gradients")
+
+
+def test_gru_cell_returning_a_tuple_is_rejected_at_types():
+    _rejected_at("gru_cell", lambda x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None:
+                 (ref.gru_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh),), "types")
+
+
+# --------------------------------------------------------------------------------------------
+# predict_forget_memory (predict, then run)
+# --------------------------------------------------------------------------------------------
+
+
+def _record(half_life, kept_after, forget_bias=4.0, steps=50):
+    return predict_then_run({"half_life": half_life, "kept_after": kept_after}, forget_bias=forget_bias, steps=steps,
+                            hidden=4, batch=4)
+
+
+def test_predict_the_constant_gate_answer_passes():
+    half, kept = (float(t) for t in forget_memory_theory(4.0, 50))
+    _passes("predict_forget_memory", _record(half, kept))
+    _passes("predict_forget_memory", _record(round(half), round(kept, 2)))  # a rounded pen-and-paper answer
+    h3, k3 = (float(t) for t in forget_memory_theory(3.0, 20))
+    _passes("predict_forget_memory", _record(h3, k3, forget_bias=3.0, steps=20))
+
+
+@pytest.mark.parametrize("m", MISTAKES["predict_forget_memory"], ids=lambda m: m.fn.__name__)
+def test_predict_catalogued_mistakes_are_rejected_and_named(m):
+    half, kept = (float(t) for t in m.fn(4.0, 50))
+    text = _rejected_at("predict_forget_memory", _record(half, max(kept, 1e-300)), "values")
+    assert "your output matches what you get when " + m.description in text
+
+
+def test_predict_a_wild_guess_is_rejected_without_a_diagnosis():
+    text = _rejected_at("predict_forget_memory", _record(5.0, 0.9), "values")
+    assert "diagnosis" not in text
+
+
+def test_predict_without_a_prediction_is_not_attempted(capsys):
+    result = check("predict_forget_memory", predict_then_run(None), record=False)
+    assert result.not_attempted and not result.passed
+    assert "write yours down first" in capsys.readouterr().out
+
+
+def test_predict_a_record_measured_before_it_was_predicted_breaks_the_rules():
+    half, kept = (float(t) for t in forget_memory_theory(4.0, 50))
+    forged = PredictionRecord(4.0, 50, {"half_life": half, "kept_after": kept}, measured={"half_life": 37.0},
+                              recorded_at=2.0, measured_at=1.0)
+    _rejected_at("predict_forget_memory", forged, "rules")
+    _rejected_at("predict_forget_memory", {"half_life": half, "kept_after": kept}, "types")
+
+
+@pytest.mark.parametrize("bad, match", [({"half_life": 3.0}, "exactly two"), ({"half_life": -1, "kept_after": 0.5},
+                                        "positive"), ({"half_life": 3.0, "kept_after": 2.0}, "at most 1"),
+                                        ({"half_life": torch.tensor(3.0), "kept_after": 0.5}, "plain number")])
+def test_predict_then_run_refuses_a_malformed_prediction(bad, match):
+    with pytest.raises(ValueError, match=match):
+        predict_then_run(bad)
