@@ -187,3 +187,58 @@ def test_deck_renders_offline_in_chromium(browser, built, module):
     assert n_katex_errors == 0
     assert n_images >= 2 and not broken, f"images that did not load: {broken}"
     assert not overflowing, f"slides taller than the deck (slide number, height in px): {overflowing}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Projector readability and speaker notes: enforced for every deck not listed as pending. A pending deck
+# is reported (xfail with the list of problems) while it does not comply; once it does, remove it from the list.
+
+FIGURE_TEXT_PENDING = {"02", "03"}
+NOTES_PENDING = {"02", "03"}
+
+
+def test_figure_text_is_measured_on_the_slide():
+    from matplotlib.figure import Figure
+
+    from course_lib.tools.slides import MIN_FIGURE_TEXT_PX, _image_boxes
+
+    fig = Figure(figsize=(8.0, 4.0))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], label="small legend")
+    ax.legend(fontsize=6)
+    ax.set_title("a title", fontsize=14)
+    ax.set_xlim(0.25, 0.75)  # tick labels outside the view are not counted
+    ax.set_ylim(0.25, 0.75)
+    fig.savefig(Path("/dev/null"), format="png", dpi=figures.DPI)
+    record = figures.figure_text(fig)
+    assert record.width_px == 8.0 * figures.DPI and record.height_px == 4.0 * figures.DPI
+    sizes = dict((text, size) for size, text in record.texts)
+    assert sizes["small legend"] == 6 and sizes["a title"] == 14
+    assert "0.0" not in sizes and "1.0" not in sizes
+    # A 400 px tall box shows this 600 px tall figure at 2/3: 6 pt -> 12.5 * 2/3 px, too small; 14 pt is fine.
+    assert 6 * figures.DPI / 72 * 2 / 3 < MIN_FIGURE_TEXT_PX < 14 * figures.DPI / 72 * 2 / 3
+    body = ("![a](figures/a.png)\n\n<div class=\"columns\">\n<div class=\"wide\">\n\n![b](figures/b.png){: .small}\n\n"
+            "</div>\n<div>\n\n![c](figures/c.png)\n\n</div>\n</div>")
+    assert _image_boxes(body) == [("figures/a.png", 1280.0, 400.0), ("figures/b.png", (1280 - 36) * 1.5 / 2.5, 300.0),
+                                  ("figures/c.png", (1280 - 36) / 2, 400.0)]
+
+
+@pytest.mark.parametrize("module", DECKS)
+def test_deck_figures_are_readable_on_a_projector(built, module):
+    from course_lib.tools.slides import FIGURE_TEXT_PROBLEMS, MIN_FIGURE_TEXT_PX
+
+    problems = FIGURE_TEXT_PROBLEMS[module]
+    if module in FIGURE_TEXT_PENDING:
+        if problems:
+            pytest.xfail(f"deck {module} is pending; figure text below {MIN_FIGURE_TEXT_PX} px: " + "; ".join(problems))
+    assert not problems, f"figure text below {MIN_FIGURE_TEXT_PX} px on the slide:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("module", DECKS)
+def test_every_slide_has_speaker_notes(module):
+    deck = parse_deck(available_decks()[module])
+    missing = [number for number, slide in enumerate(deck.slides, start=1) if len(slide.notes.split()) < 8]
+    if module in NOTES_PENDING:
+        if missing:
+            pytest.xfail(f"deck {module} is pending; slides without speaker notes: {missing}")
+    assert not missing, f"slides without speaker notes (Note: ...): {missing}"

@@ -172,7 +172,80 @@ def build_slides(modules: list[str] | None = None, out_dir: Path = Path("slides"
         path = out_dir / deck.html_name
         path.write_text(page, encoding="utf-8")
         built.append(path)
+        FIGURE_TEXT_PROBLEMS[module] = figure_text_problems(deck)
+        for problem in FIGURE_TEXT_PROBLEMS[module]:
+            print(f"warning: deck {module}: {problem}", file=sys.stderr)
     return built
+
+
+SLIDE_WIDTH_PX = 1280  # Reveal.initialize({width: 1280, height: 720}) below
+MIN_FIGURE_TEXT_PX = 16
+"""Smallest text a figure may show on the 1280 x 720 slide, in slide pixels: a bit over half the body
+text (30 px) and just under the captions (18 px) -- still readable from the back of a lecture room."""
+
+FIGURE_TEXT_PROBLEMS: dict[str, list[str]] = {}
+"""Module -> the figure texts of its deck smaller than :data:`MIN_FIGURE_TEXT_PX`, filled by :func:`build_slides`."""
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\((figures/[^)\s]+)\)(?:\{:\s*\.(\w+)\s*\})?")
+_DIV = re.compile(r"<div\b([^>]*)>|</div>")
+
+
+def _css_max_height(selector: str) -> float:
+    """``max-height`` of a figure image class in the deck stylesheet (one source for the build and the check)."""
+    match = re.search(re.escape(selector) + r"\s*\{[^}]*max-height:\s*(\d+)px", _CSS)
+    return float(match.group(1))
+
+
+def _image_boxes(body: str) -> list[tuple[str, float, float]]:
+    """(figure path, max width, max height) in slide pixels for every image in a slide's Markdown body.
+
+    Heights come from the stylesheet's image classes; widths from the slide width, halved (by the
+    flex weights) inside ``<div class="columns">``, whose children share the width minus the 1.2 em gap.
+    """
+    boxes, stack = [], []
+    tokens = sorted([(m.start(), "div", m) for m in _DIV.finditer(body)]
+                    + [(m.start(), "img", m) for m in _IMAGE.finditer(body)], key=lambda t: t[0])
+    for _, kind, m in tokens:
+        if kind == "div":
+            if m.group(0) == "</div>":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(m.group(1))
+            continue
+        cls = m.group(2)
+        height = _css_max_height(f".reveal figure img.{cls}" if cls in ("small", "large") else ".reveal figure img")
+        width = float(SLIDE_WIDTH_PX)
+        if len(stack) >= 2 and "columns" in stack[-2]:
+            share = 1.5 if "wide" in stack[-1] else 1.0
+            width = (SLIDE_WIDTH_PX - 36) * share / (share + 1.0)  # the other column has weight 1 (or 1.5)
+        boxes.append((m.group(1), width, height))
+    return boxes
+
+
+def figure_text_problems(deck: Deck, min_px: float = MIN_FIGURE_TEXT_PX) -> list[str]:
+    """Texts of the deck's figures that would be smaller than ``min_px`` slide pixels when projected.
+
+    Uses the text sizes recorded when the figures were drawn (:data:`course_lib.tools.figures.TEXT_SIZES`)
+    and the largest box each figure may fill on its slide; a figure is never shown larger than its
+    natural size (one image pixel per slide pixel).
+    """
+    from course_lib.tools.figures import DPI, TEXT_SIZES
+
+    problems = []
+    for number, slide in enumerate(deck.slides, start=1):
+        for src, max_w, max_h in _image_boxes(slide.body):
+            record = TEXT_SIZES.get(Path(src).name)
+            if record is None:
+                continue
+            scale = min(1.0, max_w / record.width_px, max_h / record.height_px)
+            small = [(size * DPI / 72 * scale, text) for size, text in record.texts if size * DPI / 72 * scale < min_px]
+            if small:
+                shown = ", ".join(f"{text!r} {px:.1f} px" for px, text in small[:4])
+                shown += ", ..." if len(small) > 4 else ""
+                problems.append(f"slide {number}, {Path(src).name}: {len(small)} text(s) below {min_px:g} px on the "
+                                f"slide (shown at {scale:.2f} of its size): {shown}")
+    return problems
 
 
 def _module(value: str) -> str:
