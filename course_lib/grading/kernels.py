@@ -170,49 +170,75 @@ def grade_softmax_rows_kernel(g: Grader, fn) -> None:
 # online_lse_kernel
 # --------------------------------------------------------------------------------------------
 
-LSE_PARAMS = ["X", "OUT", "n_cols", "x_stride", "BLOCK"]
+LSE_PARAMS = ["X", "OUT", "n_cols", "x_stride", "CAUSAL", "BLOCK"]
 
 
-def online_lse_reference(x: torch.Tensor, BLOCK: int) -> torch.Tensor:
-    """logsumexp of every row of x (R, C) -> (R,); BLOCK does not change the result."""
+def online_lse_reference(x: torch.Tensor, BLOCK: int, CAUSAL: bool = False) -> torch.Tensor:
+    """logsumexp of every row of x (R, C) -> (R,); with CAUSAL row r covers columns j <= r only."""
+    if CAUSAL:
+        R, C = x.shape
+        x = x.masked_fill(torch.arange(C)[None, :] > torch.arange(R)[:, None], -math.inf)
     return torch.logsumexp(x, dim=-1)
 
 
-def _tiles(x: torch.Tensor, BLOCK: int, n_tiles: int | None = None):
-    C = x.shape[-1]
-    n = math.ceil(C / BLOCK) if n_tiles is None else n_tiles
-    return [x[..., j * BLOCK: min((j + 1) * BLOCK, C)] for j in range(n)]
+def _walk(x: torch.Tensor, BLOCK: int, CAUSAL: bool, *, rescale: bool = True, log: bool = True,
+          stop_early: bool = False, causal_short: bool = False) -> torch.Tensor:
+    """The tile loop of the kernel in PyTorch, row by row, with switches for the catalogued mistakes."""
+    R, C = x.shape
+    out = torch.empty(R, dtype=x.dtype)
+    for r in range(R):
+        end = min(C, r + 1) if CAUSAL else C  # the columns this row may see
+        stop = (r if causal_short else r + 1) if CAUSAL else (C - BLOCK if stop_early else C)
+        m, s = torch.tensor(-math.inf, dtype=x.dtype), torch.tensor(0.0, dtype=x.dtype)
+        for start in range(0, max(stop, 0), BLOCK):
+            t = x[r, start:min(start + BLOCK, end)]
+            if t.numel() == 0:
+                continue
+            m_new = torch.maximum(m, t.max())
+            s = (s * torch.exp(m - m_new) if rescale else s) + torch.exp(t - m_new).sum()
+            m = m_new
+        out[r] = m + (torch.log(s) if log else s)
+    return out
 
 
 @mistake("online_lse_kernel", "the running sum is not rescaled by exp(m_old - m_new) when the maximum grows")
-def _lse_no_rescale(x, BLOCK):
-    m = torch.full(x.shape[:-1], -math.inf, dtype=x.dtype)
-    s = torch.zeros(x.shape[:-1], dtype=x.dtype)
-    for t in _tiles(x, BLOCK):
-        m = torch.maximum(m, t.amax(-1))
-        s = s + torch.exp(t - m[..., None]).sum(-1)
-    return m + torch.log(s)
+def _lse_no_rescale(x, BLOCK, CAUSAL=False):
+    return _walk(x, BLOCK, CAUSAL, rescale=False)
 
 
 @mistake("online_lse_kernel", "the loop stops one tile early (range(0, n_cols - BLOCK, BLOCK) or similar): the "
                               "last tile of every row is never read")
-def _lse_one_tile_short(x, BLOCK):
-    n = math.ceil(x.shape[-1] / BLOCK) - 1
-    if n == 0:
-        return torch.full(x.shape[:-1], -math.inf, dtype=x.dtype)
-    return torch.logsumexp(torch.cat(_tiles(x, BLOCK, n), dim=-1), dim=-1)
+def _lse_one_tile_short(x, BLOCK, CAUSAL=False):
+    if CAUSAL:
+        raise ValueError("the non-causal loop bound")
+    return _walk(x, BLOCK, CAUSAL, stop_early=True)
+
+
+@mistake("online_lse_kernel", "the causal loop stops one tile early (range(0, r, BLOCK) instead of "
+                              "range(0, r + 1, BLOCK)): a row whose diagonal starts a tile never reads that tile, "
+                              "and row 0 reads nothing")
+def _lse_causal_one_tile_short(x, BLOCK, CAUSAL=False):
+    if not CAUSAL:
+        raise ValueError("only for CAUSAL=True")
+    return _walk(x, BLOCK, CAUSAL, causal_short=True)
+
+
+@mistake("online_lse_kernel", "the causal mask is missing: every row reads all n_cols columns")
+def _lse_causal_ignored(x, BLOCK, CAUSAL=False):
+    if not CAUSAL:
+        raise ValueError("only for CAUSAL=True")
+    return torch.logsumexp(x, dim=-1)
 
 
 @mistake("online_lse_kernel", "the result is m + l instead of m + log(l)")
-def _lse_no_log(x, BLOCK):
-    m = x.amax(-1)
-    return m + torch.exp(x - m[..., None]).sum(-1)
+def _lse_no_log(x, BLOCK, CAUSAL=False):
+    return _walk(x, BLOCK, CAUSAL, log=False)
 
 
 @mistake("online_lse_kernel", "the running sum is accumulated in float16 (the input dtype) instead of float32",
          native_dtype=True)
-def _lse_fp16_accumulator(x, BLOCK):
-    if x.dtype != torch.float16:
+def _lse_fp16_accumulator(x, BLOCK, CAUSAL=False):
+    if x.dtype != torch.float16 or CAUSAL:
         raise ValueError("only for float16 inputs")
     m = torch.full(x.shape[:-1], -math.inf, dtype=torch.float32)
     s = torch.zeros(x.shape[:-1], dtype=torch.float16)
@@ -224,33 +250,42 @@ def _lse_fp16_accumulator(x, BLOCK):
     return (m + torch.log(s.float())).double()
 
 
+def _tiles(x: torch.Tensor, BLOCK: int):
+    C = x.shape[-1]
+    return [x[..., j * BLOCK: min((j + 1) * BLOCK, C)] for j in range(math.ceil(C / BLOCK))]
+
+
 @exercise("online_lse_kernel", module="07", title="One tile at a time: an online log-sum-exp kernel", points=2,
           difficulty="medium", minutes=25, timeout_s=60.0,
-          signature="@triton.jit online_lse_kernel(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr); grid (n_rows,): "
-                    "program r reads X[r, :n_cols] BLOCK columns at a time, keeps a running max m and a rescaled "
-                    "running sum l (float32), and writes OUT[r] = m + log(l)")
+          signature="@triton.jit online_lse_kernel(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: "
+                    "tl.constexpr); grid (n_rows,): program r reads X[r, :n_cols] (only columns j <= r when CAUSAL) "
+                    "BLOCK columns at a time, keeps a running max m and a rescaled running sum l (float32), skips "
+                    "tiles beyond column r when CAUSAL, and writes OUT[r] = m + log(l)")
 def grade_online_lse_kernel(g: Grader, fn) -> None:
     _check_kernel(g, fn, LSE_PARAMS)
-    cases = [(3, 37, 16, torch.float32, 3.0), (2, 64, 16, torch.float64, 3.0), (4, 5, 16, torch.float32, 1.0),
-             (2, 100, 32, torch.float64, 5.0), (1, 1, 16, torch.float64, 1.0), (2, 4000, 16, torch.float16, 0.05)]
-    for R, C, BLOCK, dtype, spread in cases:
+    cases = [(3, 37, 16, torch.float32, 3.0, False), (2, 64, 16, torch.float64, 3.0, False),
+             (4, 5, 16, torch.float32, 1.0, False), (2, 100, 32, torch.float64, 5.0, False),
+             (1, 1, 16, torch.float64, 1.0, False), (2, 4000, 16, torch.float16, 0.05, False),
+             (40, 40, 16, torch.float64, 3.0, True), (37, 50, 16, torch.float32, 3.0, True)]
+    for R, C, BLOCK, dtype, spread, causal in cases:
         # A rising trend along the row makes the maximum grow tile after tile: rescaling matters.
         trend = torch.linspace(0, spread * 4, C, dtype=torch.float64)
         x = (torch.randn(R, C, generator=g.gen, dtype=torch.float64) * spread + trend).to(dtype)
-        case = f"X: ({R}, {C}) {dtype_name(dtype)}, BLOCK={BLOCK}" + (
+        case = f"X: ({R}, {C}) {dtype_name(dtype)}, BLOCK={BLOCK}, CAUSAL={causal}" + (
             ", long float16 rows (accumulate in float32)" if dtype == torch.float16 else "")
         xbuf, xv = _guarded(x, BLOCK)
         # OUT: R contiguous values (one per row), followed by guard cells.
         obuf, ov = _output((1, R), BLOCK, torch.float32 if dtype == torch.float16 else dtype)
-        _launch(g, case, lambda xv=xv, ov=ov, C=C, BLOCK=BLOCK, R=R: fn[(R,)](
-            xv, ov[0], C, xv.stride(0), BLOCK=BLOCK))
+        _launch(g, case, lambda xv=xv, ov=ov, C=C, BLOCK=BLOCK, R=R, causal=causal: fn[(R,)](
+            xv, ov[0], C, xv.stride(0), CAUSAL=causal, BLOCK=BLOCK))
         _guard_untouched(g, obuf, ov, "OUT", case, "each program stores one value, at OUT + r")
-        _all_written(g, ov, "OUT", case, "load with mask=cols < n_cols, other=-float('inf')")
         out = ov[0].clone()
+        if bool(torch.isnan(out).any()):
+            _all_written(g, ov, "OUT", case, "load with mask=cols < n_cols, other=-float('inf')")
         # float16 inputs, float32 accumulation: the result is good to ~1e-5 (a float16 sum drifts by ~1e-3).
         tol = dict(atol=2e-4, rtol=0.0) if dtype == torch.float16 else None
-        g.check_tensor(out, online_lse_reference(x.double(), BLOCK), "OUT", case, dtype=out.dtype, tol=tol,
-                       args=dict(x=x, BLOCK=BLOCK))
+        g.check_tensor(out, online_lse_reference(x.double(), BLOCK, causal), "OUT", case, dtype=out.dtype, tol=tol,
+                       args=dict(x=x, BLOCK=BLOCK, CAUSAL=causal))
 
 
 # --------------------------------------------------------------------------------------------

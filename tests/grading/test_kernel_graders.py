@@ -138,13 +138,17 @@ def test_softmax_rows_kernel_stub_is_not_attempted():
 
 
 @triton.jit
-def lse_ok(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
+def lse_ok(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0)
+    if CAUSAL:
+        hi = tl.minimum(n_cols, r + 1)
+    else:
+        hi = n_cols
     m = tl.full([1], -float("inf"), tl.float32)
     s = tl.zeros([1], tl.float32)
-    for start in range(0, n_cols, BLOCK):
+    for start in range(0, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        x = tl.load(X + r * x_stride + cols, mask=cols < n_cols, other=-float("inf")).to(tl.float32)
+        x = tl.load(X + r * x_stride + cols, mask=cols < hi, other=-float("inf")).to(tl.float32)
         m_new = tl.maximum(m, tl.max(x, 0))
         s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
         m = m_new
@@ -152,7 +156,7 @@ def lse_ok(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def lse_no_rescale(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
+def lse_no_rescale(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0)
     m = tl.full([1], -float("inf"), tl.float32)
     s = tl.zeros([1], tl.float32)
@@ -165,7 +169,7 @@ def lse_no_rescale(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def lse_one_tile_short(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
+def lse_one_tile_short(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0)
     m = tl.full([1], -float("inf"), tl.float32)
     s = tl.zeros([1], tl.float32)
@@ -179,7 +183,7 @@ def lse_one_tile_short(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def lse_fp16_accumulator(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
+def lse_fp16_accumulator(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0)
     m = tl.full([1], -float("inf"), tl.float32)
     s = tl.zeros([1], X.dtype.element_ty)
@@ -193,7 +197,7 @@ def lse_fp16_accumulator(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def lse_no_load_mask(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
+def lse_no_load_mask(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0)
     m = tl.full([1], -float("inf"), tl.float32)
     s = tl.zeros([1], tl.float32)
@@ -204,6 +208,50 @@ def lse_no_load_mask(X, OUT, n_cols, x_stride, BLOCK: tl.constexpr):
         s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
         m = m_new
     tl.store(OUT + r + tl.arange(0, 1), (m + tl.log(s)).to(OUT.dtype.element_ty))
+
+
+@triton.jit
+def lse_causal_one_tile_short(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
+    r = tl.program_id(0)
+    if CAUSAL:
+        hi = tl.minimum(n_cols, r + 1)
+        stop = r
+    else:
+        hi = n_cols
+        stop = n_cols
+    m = tl.full([1], -float("inf"), tl.float32)
+    s = tl.zeros([1], tl.float32)
+    for start in range(0, stop, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(X + r * x_stride + cols, mask=cols < hi, other=-float("inf")).to(tl.float32)
+        m_new = tl.maximum(m, tl.max(x, 0))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
+        m = m_new
+    tl.store(OUT + r + tl.arange(0, 1), (m + tl.log(s)).to(OUT.dtype.element_ty))
+
+
+@triton.jit
+def lse_causal_ignored(X, OUT, n_cols, x_stride, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
+    r = tl.program_id(0)
+    m = tl.full([1], -float("inf"), tl.float32)
+    s = tl.zeros([1], tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(X + r * x_stride + cols, mask=cols < n_cols, other=-float("inf")).to(tl.float32)
+        m_new = tl.maximum(m, tl.max(x, 0))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
+        m = m_new
+    tl.store(OUT + r + tl.arange(0, 1), (m + tl.log(s)).to(OUT.dtype.element_ty))
+
+
+def test_online_lse_kernel_causal_loop_one_tile_short_is_named():
+    _named(assert_rejected_at("online_lse_kernel", lse_causal_one_tile_short, "finite"), "online_lse_kernel",
+           "causal loop stops one tile early")
+
+
+def test_online_lse_kernel_causal_mask_ignored_is_named():
+    _named(assert_rejected_at("online_lse_kernel", lse_causal_ignored, "values"), "online_lse_kernel",
+           "causal mask is missing")
 
 
 def test_online_lse_kernel_accepts_a_correct_kernel():
