@@ -6,6 +6,7 @@ descent on an energy; ``experiments`` the seeded measurements of the lecture; ``
 generated binary images; ``plots`` the figures and the interactive β view.
 """
 
+from course_lib.hopfield.layers import HopfieldLayer, HopfieldLookup, HopfieldPooling
 from course_lib.hopfield.reference import (
     classical_energy,
     classical_update,
@@ -22,6 +23,9 @@ from course_lib.hopfield.reference import (
 )
 
 __all__ = [
+    "HopfieldLayer",
+    "HopfieldLookup",
+    "HopfieldPooling",
     "classical_energy",
     "classical_update",
     "classical_update_async",

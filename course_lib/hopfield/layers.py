@@ -84,6 +84,10 @@ class HopfieldLookup(nn.Module):
         return (out, weights) if return_weights else out
 
 
+HopfieldLayer = HopfieldLookup
+"""The name the Hopfield-layers paper uses for this layer (learned stored patterns, inputs as queries)."""
+
+
 class BagClassifier(nn.Module):
     """Embed every instance, pool the bag (Hopfield pooling or the mean), classify: (B, N, d) → logits (B,)."""
 
