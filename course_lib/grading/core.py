@@ -20,6 +20,7 @@ call the built-in") are checked with :meth:`Grader.call_recording` and :meth:`Gr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import html
@@ -641,9 +642,14 @@ class Grader:
 
     # ---- rules ----------------------------------------------------------------------------
     def call_recording(self, fn: Callable, case: str, /, *args: Any, inference: bool = False,
-                       **kwargs: Any) -> tuple[Any, OpRecord]:
-        """:meth:`call`, also recording the torch functions and ATen operators the learner's code ran."""
-        record = OpRecord()
+                       operators: bool = True, **kwargs: Any) -> tuple[Any, OpRecord]:
+        """:meth:`call`, also recording the torch functions and ATen operators the learner's code ran.
+
+        ``operators=False`` records torch functions (and autograd, and calls of ``course_lib``) but
+        not ATen operators: enough for rules that name torch functions, and it avoids the few
+        seconds that the first ``TorchDispatchMode`` of a session costs (it imports torch._dynamo).
+        """
+        record = OpRecord(operators=operators)
         out = self.call(record.wrap(fn), case, *args, inference=inference, **kwargs)
         return out, record
 
@@ -676,7 +682,8 @@ class OpRecord:
     rule (a fragment starting with "course_lib") can forbid the course's reference implementations.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, operators: bool = True) -> None:
+        self.operators = operators
         self.functions: list[str] = []
         self.aten: list[str] = []
         self.course: list[str] = []
@@ -726,7 +733,7 @@ class OpRecord:
             previous = sys.getprofile()
             sys.setprofile(record._profile)
             try:
-                with Functions(), Operators():
+                with Functions(), (Operators() if record.operators else contextlib.nullcontext()):
                     return fn(*args, **kwargs)
             finally:
                 sys.setprofile(previous)

@@ -128,7 +128,7 @@ def grade_rnn_cell(g: Grader, fn) -> None:
             args["bias_ih"] = args["bias_hh"] = None
         case = f"B={B}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}" + ("" if bias else ", no biases")
         out, record = g.call_recording(fn, case, args["x"], args["h"], args["weight_ih"], args["weight_hh"],
-                                       args["bias_ih"], args["bias_hh"], nl)
+                                       args["bias_ih"], args["bias_hh"], nl, operators=False)
         records.append(record)
         args["nonlinearity"] = nl
         g.check_tensor(out, ref.rnn_cell(**as_float64(args)), "h_new", case, dtype=dtype, args=args,
@@ -207,7 +207,7 @@ def grade_rnn(g: Grader, fn) -> None:
         args["h0"] = args.pop("h")
         case = f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}"
         result, record = g.call_recording(fn, case, args["x"], args["h0"], args["weight_ih"], args["weight_hh"],
-                                          args["bias_ih"], args["bias_hh"], nl)
+                                          args["bias_ih"], args["bias_hh"], nl, operators=False)
         records.append(record)
         args["nonlinearity"] = nl
         g.check_outputs(result, ref.rnn(**as_float64(args)), ("out", "h_n"), case, dtype=dtype, args=args)
@@ -306,7 +306,8 @@ def grade_rnn_bptt(g: Grader, fn) -> None:
         case = (f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}, nonlinearity={nl!r}, "
                 "rnn_bptt runs under inference_mode")
         result, record = g.call_recording(fn, case, args["x"], args["h0"], args["weight_ih"], args["weight_hh"],
-                                          args["bias_ih"], args["bias_hh"], grad_out, nl, inference=True)
+                                          args["bias_ih"], args["bias_hh"], grad_out, nl, inference=True,
+                                          operators=False)
         records.append(record)
         g.expect(isinstance(result, dict), "types", f"returns a dict ({case})",
                  f"expected a dict of gradients, got {type(result).__name__}")
