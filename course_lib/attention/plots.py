@@ -126,3 +126,100 @@ def plot_cost_vs_length(lengths: Sequence[int], seconds: dict[str, Sequence[floa
         ax.legend()
     plt.tight_layout()
     return axes
+
+
+# ---------------------------------------------------------------------------------------------------
+# Diagrams: boxes and arrows drawn with matplotlib, so they follow the notebook's theme.
+
+
+def _canvas(width: float, height: float, ax=None):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(width, height))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
+
+
+def _node(ax, x: float, y: float, text: str, color: str = "#e8f0fb", w: float = 1.3, h: float = 0.6,
+          fontsize: int = 11) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc=color, ec="0.3", lw=1.2))
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+
+def _link(ax, start: tuple[float, float], end: tuple[float, float], color: str = "0.25", style: str = "-|>",
+          **kw) -> None:
+    ax.annotate("", xy=end, xytext=start,
+                arrowprops={"arrowstyle": style, "color": color, "lw": 1.4, "shrinkA": 0, "shrinkB": 0, **kw})
+
+
+def draw_attention_diagram(ax=None):
+    """Scaled dot-product attention as a data flow: X → Q, K, V → scores → mask → softmax → weighted sum."""
+    ax = _canvas(11.5, 4.2, ax)
+    _node(ax, 0.9, 2.1, "X\n(S, E)", "#f3f3f3", h=0.9)
+    projections = ((3.4, "Q = X W_Q", "#fde2e1"), (2.1, "K = X W_K", "#e1f0fd"), (0.8, "V = X W_V", "#e4f7e4"))
+    for y, name, colour in projections:
+        _link(ax, (1.55, 2.1), (2.4, y))
+        _node(ax, 3.1, y, name, colour, w=1.4)
+    _node(ax, 5.3, 2.8, "s = Q Kᵀ / √D\n(S, S)", "#fff4d6", w=1.8, h=0.9)
+    _link(ax, (3.8, 3.4), (4.4, 3.0))
+    _link(ax, (3.8, 2.1), (4.4, 2.6))
+    _node(ax, 7.3, 2.8, "+ mask\n(−∞ blocks)", "#f3f3f3", w=1.5, h=0.9)
+    _link(ax, (6.2, 2.8), (6.55, 2.8))
+    _node(ax, 9.1, 2.8, "softmax\nover keys", "#fff4d6", w=1.4, h=0.9)
+    _link(ax, (8.05, 2.8), (8.4, 2.8))
+    _node(ax, 9.1, 1.0, "α V\n(S, D_V)", "#e4f7e4", w=1.4, h=0.9)
+    _link(ax, (9.1, 2.35), (9.1, 1.45))
+    _link(ax, (3.8, 0.8), (8.4, 0.95))
+    _link(ax, (9.8, 1.0), (10.9, 1.0))
+    ax.text(11.0, 1.0, "out", va="center", fontsize=11)
+    ax.text(7.3, 3.75, "weights α: every row sums to 1", ha="center", fontsize=10, color="0.3")
+    ax.set_title("scaled dot-product attention", fontsize=12)
+    return ax
+
+
+def draw_multihead_diagram(num_heads: int = 3, ax=None):
+    """Multi-head attention: one projection split into heads, attention per head, concatenate, W_O."""
+    ax = _canvas(11.0, 1.0 + 1.1 * num_heads, ax)
+    mid = (1.0 + 1.1 * num_heads) / 2
+    _node(ax, 0.8, mid, "X\n(S, E)", "#f3f3f3", h=0.9)
+    _node(ax, 2.8, mid, "Q, K, V\n(S, E) each", "#fff4d6", w=1.6, h=0.9)
+    _link(ax, (1.45, mid), (2.0, mid))
+    for h in range(num_heads):
+        y = 1.0 + 1.1 * (num_heads - 1 - h)
+        _link(ax, (3.6, mid), (4.6, y))
+        _node(ax, 5.6, y, f"head {h + 1}: attention\non D_H = E / N_H", "#e1f0fd", w=2.0, h=0.8, fontsize=10)
+        _link(ax, (6.6, y), (7.4, mid))
+    _node(ax, 8.2, mid, "concat\n(S, E)", "#f3f3f3", w=1.3, h=0.9)
+    _node(ax, 9.9, mid, "· W_O", "#fde2e1", w=1.0, h=0.7)
+    _link(ax, (8.85, mid), (9.4, mid))
+    ax.text(2.8, mid - 0.85, "split_heads:\n(B, NH, S, D_H)", ha="center", va="top", fontsize=9, color="0.3")
+    ax.text(8.2, mid - 0.85, "merge_heads", ha="center", va="top", fontsize=9, color="0.3")
+    ax.set_title(f"multi-head attention, N_H = {num_heads}: every head has its own weights (S × S each)",
+                 fontsize=12)
+    return ax
+
+
+def draw_transformer_block(ax=None):
+    """A pre-norm transformer block: x + MHA(LN(x)), then x + MLP(LN(x)); the residual stream is the spine."""
+    ax = _canvas(5.6, 7.2, ax)
+    x0 = 1.2
+    _link(ax, (x0, 0.3), (x0, 6.9), color="0.45", lw=3)  # the residual stream
+    ax.text(x0 - 0.2, 0.35, "x", ha="right", fontsize=12)
+    ax.text(x0 - 0.2, 6.75, "x′", ha="right", fontsize=12)
+    for y0, sub, colour in ((1.0, "MHA\n(causal mask)", "#e1f0fd"), (3.9, "MLP\nE → 4E → E", "#e4f7e4")):
+        _link(ax, (x0, y0), (3.4, y0), color="0.45", style="-")
+        _link(ax, (3.4, y0), (3.4, y0 + 0.2), color="0.45")
+        _node(ax, 3.4, y0 + 0.45, "LayerNorm", "#f3f3f3", w=1.6, h=0.5, fontsize=10)
+        _node(ax, 3.4, y0 + 1.4, sub, colour, w=1.8, h=0.9, fontsize=10)
+        _link(ax, (3.4, y0 + 0.7), (3.4, y0 + 0.95))
+        _link(ax, (3.4, y0 + 1.85), (3.4, y0 + 2.3))
+        _link(ax, (3.4, y0 + 2.3), (x0 + 0.25, y0 + 2.3))
+        ax.add_patch(plt.Circle((x0, y0 + 2.3), 0.22, fc="white", ec="0.3", lw=1.2, zorder=3))
+        ax.text(x0, y0 + 2.3, "+", ha="center", va="center", fontsize=13, zorder=4)
+    ax.text(0.2, 3.6, "residual\nstream", fontsize=9, color="0.35", rotation=90, va="center")
+    ax.set_title("pre-norm transformer block", fontsize=12)
+    return ax

@@ -527,3 +527,95 @@ def _online_reference(q, k, v, block_size, is_causal=False, scale=None):
     if is_causal:
         scores = scores.masked_fill(~ref.causal_mask(Sq, k.shape[-2]), -math.inf)
     return torch.softmax(scores, dim=-1) @ v, torch.logsumexp(scores, dim=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# attention_score_gradients (a derivation, checked numerically)
+# --------------------------------------------------------------------------------------------
+
+from course_lib.grading.core import mistake  # noqa: E402  (this section is appended to the module)
+
+SCORE_GRAD_PARAMS = ["q", "k", "grad_weights", "scale"]
+SCORE_GRAD_ID = "attention_score_gradients"
+
+
+def _score_weights(q, k, scale):
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    return torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1), scale
+
+
+@mistake(SCORE_GRAD_ID, "∂L/∂s is α ⊙ u: the − α (α·u) part of the softmax Jacobian diag(α) − α αᵀ is missing")
+def _sg_no_outer_term(q, k, grad_weights, scale=None):
+    a, scale = _score_weights(q, k, scale)
+    gs = a * grad_weights
+    return gs, scale * gs @ k, scale * gs.transpose(-2, -1) @ q
+
+
+@mistake(SCORE_GRAD_ID, "∂L/∂s is u − α·u: the factor α_j in front (the diag(α) of the Jacobian) is missing")
+def _sg_no_alpha_factor(q, k, grad_weights, scale=None):
+    a, scale = _score_weights(q, k, scale)
+    gs = grad_weights - (a * grad_weights).sum(-1, keepdim=True)
+    return gs, scale * gs @ k, scale * gs.transpose(-2, -1) @ q
+
+
+@mistake(SCORE_GRAD_ID, "the sum α·u runs over the queries (dim=-2) instead of over the keys of each row")
+def _sg_sum_over_queries(q, k, grad_weights, scale=None):
+    a, scale = _score_weights(q, k, scale)
+    gs = a * (grad_weights - (a * grad_weights).sum(-2, keepdim=True))
+    return gs, scale * gs @ k, scale * gs.transpose(-2, -1) @ q
+
+
+@mistake(SCORE_GRAD_ID, "∂L/∂q and ∂L/∂k leave out the scale (s = scale · q·k, so ∂s/∂q = scale · k)")
+def _sg_no_scale_in_chain(q, k, grad_weights, scale=None):
+    a, _ = _score_weights(q, k, scale)
+    gs = a * (grad_weights - (a * grad_weights).sum(-1, keepdim=True))
+    return gs, gs @ k, gs.transpose(-2, -1) @ q
+
+
+@mistake(SCORE_GRAD_ID, "the softmax is taken of the unscaled scores q·k (the scale is missing in the forward pass)")
+def _sg_unscaled_softmax(q, k, grad_weights, scale=None):
+    _, scale = _score_weights(q, k, scale)
+    a = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
+    gs = a * (grad_weights - (a * grad_weights).sum(-1, keepdim=True))
+    return gs, scale * gs @ k, scale * gs.transpose(-2, -1) @ q
+
+
+@mistake(SCORE_GRAD_ID, "∂L/∂k is computed as ∂L/∂s · q (missing the transpose: row j of ∂L/∂k sums over queries i)")
+def _sg_k_without_transpose(q, k, grad_weights, scale=None):
+    a, scale = _score_weights(q, k, scale)
+    gs = a * (grad_weights - (a * grad_weights).sum(-1, keepdim=True))
+    return gs, scale * gs @ k, scale * gs @ q
+
+
+@exercise(SCORE_GRAD_ID, module="03", title="Derive the gradient through the attention softmax", points=2,
+          difficulty="medium", minutes=25,
+          signature="attention_score_gradients(q, k, grad_weights, scale=None) -> (grad_scores (..., Sq, Sk), "
+                    "grad_q (..., Sq, D), grad_k (..., Sk, D)); for weights = softmax(q kᵀ · scale) and "
+                    "grad_weights = ∂L/∂weights, by hand (no autograd)")
+def grade_attention_score_gradients(g: Grader, fn) -> None:
+    g.check_signature(fn, SCORE_GRAD_PARAMS)
+    names = ("grad_scores", "grad_q", "grad_k")
+    cases = [
+        # (B, NH, Sq, Sk, D, dtype, scale, label); the first case is square so that every catalogued mistake runs
+        (2, 2, 5, 5, 4, torch.float64, None, "scale=None (1/sqrt(D))"),
+        (2, 3, 4, 7, 8, torch.float64, None, "Sq != Sk"),
+        (1, 2, 6, 3, 5, torch.float64, 0.7, "scale=0.7, Sq > Sk"),
+        (2, 2, 5, 6, 8, torch.float32, None, "float32"),
+        (1, 1, 1, 1, 3, torch.float64, None, "one query, one key"),
+    ]
+    for B, NH, Sq, Sk, D, dtype, scale, label in cases:
+        args = dict(q=g.randn(B, NH, Sq, D, dtype=dtype), k=g.randn(B, NH, Sk, D, dtype=dtype),
+                    grad_weights=g.randn(B, NH, Sq, Sk, dtype=dtype), scale=scale)
+        case = (f"q: {tuple(args['q'].shape)}, k: {tuple(args['k'].shape)}, grad_weights: "
+                f"{tuple(args['grad_weights'].shape)}, {dtype_name(dtype)}, {label}")
+        result, record = g.call_recording(fn, case, **args)
+        g.check_outputs(result, ref.attention_score_gradients(**as_float64(args)), names, case, dtype=dtype,
+                        args=args)
+        g.forbid(record, {"autograd": "the exercise is to derive the gradient and compute it by hand"}, case)
+
+    # A derivation you can check without the reference: softmax(s + c) = softmax(s), so ∂L/∂s sums to 0 per row.
+    args = dict(q=g.randn(2, 2, 6, 4), k=g.randn(2, 2, 9, 4), grad_weights=g.randn(2, 2, 6, 9, scale=3.0), scale=None)
+    grad_s = g.call(fn, "q: (2, 2, 6, 4), k: (2, 2, 9, 4), float64", **args)[0]
+    worst = float(grad_s.detach().sum(-1).abs().max())
+    g.expect(worst < 1e-10, "properties", "every row of grad_scores sums to 0 (adding a constant to a row of scores "
+             "changes nothing)", f"row sums of grad_scores reach {worst:.3g}")

@@ -50,3 +50,28 @@ def test_plot_cost_vs_length_is_log_log():
     axes = plot_cost_vs_length([8, 16], {"a": [1e-3, 4e-3]}, {"a": [1e6, 4e6]})
     assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in axes)
     plt.close("all")
+
+
+def test_diagrams_draw_boxes_and_arrows():
+    from course_lib.attention.plots import draw_attention_diagram, draw_multihead_diagram, draw_transformer_block
+
+    for draw in (draw_attention_diagram, lambda: draw_multihead_diagram(num_heads=4), draw_transformer_block):
+        ax = draw()
+        assert ax.patches and ax.texts
+    texts = [t.get_text() for t in draw_multihead_diagram(num_heads=4).texts]
+    assert any(t.startswith("head 4") for t in texts) and not any(t.startswith("head 5") for t in texts)
+    plt.close("all")
+
+
+def test_soft_lookup_matches_a_softmax_and_the_fallback_strip_has_a_panel_per_beta():
+    from course_lib.attention.widgets import plot_soft_lookup, plot_soft_lookup_sweep, soft_lookup
+
+    keys = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]], dtype=torch.float64)
+    values = torch.tensor([10.0, 20.0, 30.0, 40.0], dtype=torch.float64)
+    w, out = soft_lookup(keys, values, 90, 16.0)
+    assert torch.allclose(w, torch.softmax(16.0 * keys[:, 0], 0)) and abs(out - float(w @ values)) < 1e-12
+    assert soft_lookup(keys, values, 45, 0.0)[1] == 25.0  # β = 0 averages every value
+    assert len(plot_soft_lookup_sweep(keys, values, list("NESW"), betas=(0, 1, 4))) == 3
+    axes = plot_soft_lookup(keys, values, list("NESW"), 60, 4)
+    assert "18.18" in axes[1].get_title()
+    plt.close("all")

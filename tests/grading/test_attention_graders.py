@@ -472,3 +472,77 @@ def test_online_softmax_accumulator_not_rescaled_reports_lse_right():
     text = _named("online_softmax_attention", _online_wrong("acc_not_rescaled"), "the accumulated output o")
     assert "status: out ✗, lse ✓" in text
 
+
+
+# --------------------------------------------------------------------------------------------
+# attention_score_gradients (derivation exercise, graded with the mistake catalogue)
+# --------------------------------------------------------------------------------------------
+
+SCORE_GRAD = "attention_score_gradients"
+
+
+def _score_grad_mistakes():
+    from course_lib.grading.core import MISTAKES
+
+    return MISTAKES[SCORE_GRAD]
+
+
+def score_grad_jacobian(q, k, grad_weights, scale=None):
+    # the full Jacobian diag(α) − α αᵀ of every row, applied to u: a differently written correct version
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    a = torch.softmax(torch.einsum("...id,...jd->...ij", q, k) * scale, dim=-1)
+    jac = torch.diag_embed(a) - a.unsqueeze(-1) * a.unsqueeze(-2)  # (..., Sq, Sk, Sk), symmetric
+    gs = (jac @ grad_weights.unsqueeze(-1)).squeeze(-1)
+    return gs, scale * torch.einsum("...ij,...jd->...id", gs, k), scale * torch.einsum("...ij,...id->...jd", gs, q)
+
+
+def score_grad_by_autograd(q, k, grad_weights, scale=None):
+    # right values, but the exercise is to derive them: rejected by the rules
+    q, k = q.detach().requires_grad_(True), k.detach().requires_grad_(True)
+    with torch.enable_grad():
+        s = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
+        s.retain_grad()
+        (torch.softmax(s, -1) * grad_weights).sum().backward()
+    return s.grad.detach(), q.grad.detach(), k.grad.detach()
+
+
+def test_score_gradients_reference_and_other_correct_version_pass_without_diagnosis():
+    for fn in (ref.attention_score_gradients, score_grad_jacobian):
+        passed, _, text = grade_outcome(SCORE_GRAD, fn)
+        assert passed, text
+        assert "diagnosis" not in text
+
+
+def test_score_gradients_stub_not_attempted():
+    assert_stub_not_attempted(SCORE_GRAD, ["q", "k", "grad_weights", "scale"])
+
+
+def test_score_gradients_catalogue_has_at_least_four_mistakes():
+    assert len(_score_grad_mistakes()) >= 4
+
+
+@pytest.mark.parametrize("wrong", _score_grad_mistakes(), ids=lambda m: m.fn.__name__)
+def test_score_gradients_each_catalogued_mistake_is_rejected_and_named(wrong):
+    text = _outcome(SCORE_GRAD, wrong.fn, "values")
+    assert "your output matches what you get when " + wrong.description in text
+
+
+def test_score_gradients_status_names_the_wrong_output():
+    def grad_k_doubled(q, k, grad_weights, scale=None):
+        gs, gq, gk = ref.attention_score_gradients(q, k, grad_weights, scale)
+        return gs, gq, 2 * gk
+
+    text = _outcome(SCORE_GRAD, grad_k_doubled, "values")
+    assert "status: grad_scores ✓, grad_q ✓, grad_k ✗" in text
+
+
+def test_score_gradients_autograd_is_rejected_by_the_rules():
+    text = _outcome(SCORE_GRAD, score_grad_by_autograd, "rules")
+    assert "derive the gradient" in text
+
+
+def test_score_gradients_wrong_structure_and_dtype_are_caught():
+    _outcome(SCORE_GRAD, lambda q, k, grad_weights, scale=None: ref.attention_score_gradients(
+        q, k, grad_weights, scale)[:2], "types")
+    _outcome(SCORE_GRAD, lambda q, k, grad_weights, scale=None: tuple(
+        t.double() for t in ref.attention_score_gradients(q, k, grad_weights, scale)), "dtype")
