@@ -341,45 +341,61 @@ def lstm_gates_on_adding(path: Path) -> Path:
 # 03  Attention
 
 
+# Deck 03 is shown with figures scaled to about 0.7 of their size: these sizes keep every text above
+# the slide build's minimum once projected.
+_FONTS_03 = {"font.size": 13, "axes.titlesize": 13, "axes.labelsize": 13, "xtick.labelsize": 12,
+             "ytick.labelsize": 12, "legend.fontsize": 12}
+
+
+def _fonts_03(draw: Callable[[Path], Path]) -> Callable[[Path], Path]:
+    def drawn(path: Path) -> Path:
+        with matplotlib.rc_context(_FONTS_03):
+            return draw(path)
+
+    drawn.__name__, drawn.__doc__ = draw.__name__, draw.__doc__
+    return drawn
+
+
+@_fonts_03
 def softmax_saturation(path: Path) -> Path:
-    """Dot products of random q, k grow like sqrt(d); without 1/sqrt(d) the softmax saturates."""
-    g = torch.Generator().manual_seed(4)
+    """Without 1/sqrt(d): the softmax saturates, dL/dq grows, and a typical key's gradient vanishes."""
+    from course_lib.attention import scale_sweep
+
     dims = [4, 16, 64, 256, 1024]
-    n_keys, trials = 64, 200
-    out = {"raw": ([], []), "scaled": ([], [])}
-    for d in dims:
-        q = torch.randn(trials, 1, d, generator=g, dtype=torch.float64)
-        k = torch.randn(trials, n_keys, d, generator=g, dtype=torch.float64)
-        scores = (q @ k.transpose(-2, -1)).squeeze(1)  # (trials, n_keys)
-        for name, s in (("raw", scores), ("scaled", scores / math.sqrt(d))):
-            p = torch.softmax(s, dim=-1)
-            # Jacobian of softmax: diag(p) - p p^T; its Frobenius norm says how much gradient gets through
-            jac = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
-            out[name][0].append(p.max(-1).values.mean())
-            out[name][1].append(jac.flatten(1).norm(dim=-1).mean())
-    fig, axes = _figure(ncols=2, width=9.0, height=3.4)
-    for name, label, style in (("raw", r"$q\cdot k$", "o-"), ("scaled", r"$q\cdot k/\sqrt{d}$", "s-")):
-        axes[0].semilogx(dims, torch.stack(out[name][0]).numpy(), style, label=label, base=2)
-        axes[1].loglog(dims, torch.stack(out[name][1]).numpy(), style, label=label, base=2)
-    axes[0].axhline(1 / n_keys, color="0.5", ls=":", lw=1)
-    axes[0].text(4, 1 / n_keys + 0.03, "uniform $1/64$", fontsize=9, color="0.4")
-    axes[0].set_title(f"largest attention weight ({n_keys} keys)")
-    axes[1].set_title(r"$\|\partial\,\mathrm{softmax}/\partial s\|_F$")
+    curves = scale_sweep(dims, n_keys=64, n_queries=200, seed=4)
+    fig, axes = _figure(ncols=3, width=12.0, height=3.9)
+    styles = {"q·k (no scale)": ("o-", r"$q\cdot k$"), "q·k / √d": ("s-", r"$q\cdot k/\sqrt{d}$")}
+    for name, c in curves.items():
+        style, label = styles[name]
+        axes[0].plot(dims, c["max_weight"], style, label=label)
+        axes[1].plot(dims, c["grad"], style, label=r"$\|\partial L/\partial s\|$, " + label)
+        axes[1].plot(dims, c["grad_q"], style[0] + "--", label=r"$\|\partial L/\partial q\|$, " + label)
+        axes[2].plot(dims, c["grad_typical"], style, label=label)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+    axes[1].set_yscale("log")
+    axes[1].set_ylim(1e-3, 5)
+    axes[2].set_yscale("log")
+    axes[0].set_title("largest of 64 weights")
+    axes[1].set_title("gradient norms")
+    axes[2].set_title(r"typical key: median$_j\,|\partial L/\partial s_j|$")
+    axes[0].legend()
+    axes[1].legend(fontsize=11, loc="lower left")
     for ax in axes:
         ax.set_xlabel("head dimension $d$")
-    axes[0].legend()
     return _save(fig, path)
 
 
+@_fonts_03
 def attention_masks(path: Path) -> Path:
-    """Attention weights under a causal mask, and under causal plus padding masks."""
+    """Attention weights under a causal mask, and under causal plus padding masks (numbers readable when projected)."""
     g = torch.Generator().manual_seed(5)
-    S, d, n_pad = 8, 16, 2
+    S, d, n_pad = 6, 16, 2
     q, k = torch.randn(2, S, d, generator=g).unbind(0)
     causal = torch.ones(S, S, dtype=torch.bool).tril()  # True = may attend
     padding = torch.ones(S, dtype=torch.bool)
     padding[S - n_pad:] = False  # the last two positions are padding
-    fig, axes = _figure(ncols=2, width=8.4, height=4.0)
+    fig, axes = _figure(ncols=2, width=9.6, height=3.9)
     for ax, mask, title in ((axes[0], causal, "causal"),
                             (axes[1], causal & padding, f"causal and padding (last {n_pad} keys)")):
         scores = (q @ k.T / math.sqrt(d)).masked_fill(~mask, float("-inf"))
@@ -388,10 +404,10 @@ def attention_masks(path: Path) -> Path:
         for r in range(S):
             for c in range(S):
                 if mask[r, c]:
-                    ax.text(c, r, f"{weights[r, c]:.2f}", ha="center", va="center", fontsize=7,
+                    ax.text(c, r, f"{weights[r, c]:.2f}", ha="center", va="center", fontsize=12,
                             color="white" if weights[r, c] > 0.6 else "black")
                 else:
-                    ax.text(c, r, "×", ha="center", va="center", fontsize=9, color="0.6")
+                    ax.text(c, r, "×", ha="center", va="center", fontsize=14, color="0.6")
         ax.set_title(title)
         ax.set_xlabel("key position $j$")
         ax.set_ylabel("query position $i$")
@@ -402,6 +418,7 @@ def attention_masks(path: Path) -> Path:
     return _save(fig, path)
 
 
+@_fonts_03
 def attention_cost(path: Path) -> Path:
     """Measured time of softmax(QK^T/sqrt(d))V on this CPU and the memory of the S x S weights."""
     g = torch.Generator().manual_seed(6)
@@ -431,6 +448,7 @@ def attention_cost(path: Path) -> Path:
     return _save(fig, path)
 
 
+@_fonts_03
 def online_softmax(path: Path) -> Path:
     """Online softmax over blocks of scores: running max m and running sum l, rescaled at each block."""
     g = torch.Generator().manual_seed(7)
