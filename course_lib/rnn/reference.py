@@ -51,7 +51,8 @@ def rnn_bptt(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, nonlineari
 
     Returns a dict with the keys ``x, h0, weight_ih, weight_hh, bias_ih, bias_hh``.
 
-    The backward recursion, from t = S-1 down to 0, with a_t the pre-activation:
+    The backward recursion over the 0-based index t = S-1 down to 0 (index t holds step t + 1 of the
+    maths, so ``grad_out[:, t]`` is g_{t+1}), with a_t the pre-activation:
 
         dL/dh_t  = grad_out_t + W_hh^T-path from step t+1      (carried in ``dh``)
         dL/da_t  = dL/dh_t * act'(a_t)                          (tanh' = 1 - h_t^2)
