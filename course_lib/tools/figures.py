@@ -26,6 +26,7 @@ from matplotlib.text import Text
 
 from course_lib.hopfield import slide_figures as hopfield_slide_figures
 from course_lib.tools import figures_07
+from course_lib.xlstm import mlstm_slide_figures
 
 DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
@@ -254,7 +255,7 @@ def lstm_cell_vs_rnn_gradient(path: Path) -> Path:
     from course_lib.tasks.adding import adding_problem
 
     x, _ = adding_problem(16, 100, torch.Generator().manual_seed(1))
-    fig, (ax,) = _figure(width=7.5, height=3.8)
+    fig, (ax,) = _figure(width=7.5, height=3.4)
     with torch.random.fork_rng():  # nn.RNN/nn.LSTM initialise from the global RNG; leave the caller's as it was
         torch.manual_seed(0)
         rnn = nn.RNN(2, 32, batch_first=True)
@@ -270,7 +271,7 @@ def lstm_cell_vs_rnn_gradient(path: Path) -> Path:
     ax.set_xlabel("lag $k$")
     ax.set_ylabel(r"$\|\partial L/\partial s_{T-k}\| \,/\, \|\partial L/\partial s_T\|$")
     ax.set_ylim(1e-30, 10)
-    ax.legend(loc="lower left", fontsize=10)
+    ax.legend(loc="lower left", fontsize=12)
     return _save(fig, path)
 
 
@@ -318,7 +319,7 @@ def lstm_gates_on_adding(path: Path) -> Path:
     colors = ["C1" if m else "0.7" for m in x[0, :, 1]]
     axes[0].bar(range(T), x[0, :, 0].numpy(), color=colors)
     axes[0].set_ylabel("input", rotation=0, ha="right", va="center")
-    axes[0].set_title(f"target {float(y[0]):.2f}, prediction {pred:.2f} (orange: marked steps)", fontsize=10)
+    axes[0].set_title(f"target {float(y[0]):.2f}, prediction {pred:.2f} (orange: marked steps)", fontsize=13)
     for ax, k, name in zip(axes[1:4], (0, 1, 3), ("$i_t$", "$f_t$", "$o_t$"), strict=True):
         im = ax.imshow(act[:, k * H:(k + 1) * H].T.numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis",
                        interpolation="nearest")
@@ -332,8 +333,14 @@ def lstm_gates_on_adding(path: Path) -> Path:
     axes[4].grid(False)
     axes[4].set_xticks(range(0, T, 2))
     axes[4].set_xlabel(f"time step $t$ (rows of each panel: the {H} units)")
-    fig.colorbar(axes[1].images[0], ax=axes[1:4], shrink=0.9, label="gate")
-    fig.colorbar(im, ax=axes[4], label="cell")
+    for ax in axes:  # readable when the figure is shrunk to fit a slide
+        ax.yaxis.label.set_fontsize(14)
+        ax.tick_params(labelsize=12)
+    axes[4].xaxis.label.set_fontsize(13)
+    for bar in (fig.colorbar(axes[1].images[0], ax=axes[1:4], shrink=0.9), fig.colorbar(im, ax=axes[4])):
+        bar.ax.tick_params(labelsize=12)
+    fig.axes[-2].set_ylabel("gate", fontsize=13)
+    fig.axes[-1].set_ylabel("cell", fontsize=13)
     return _save(fig, path)
 
 
@@ -504,6 +511,7 @@ FIGURES: dict[str, dict[str, Callable[[Path], Path]]] = {
         "03_online_softmax.png": online_softmax,
     },
     "04": hopfield_slide_figures.FIGURES,
+    "06": mlstm_slide_figures.FIGURES,
     "07": figures_07.FIGURES,
 }
 

@@ -29,7 +29,7 @@ def test_block_diagram_shows_the_blocks_parameter_count():
     ax = P.draw_mlstm_block(block)
     total = sum(p.numel() for p in block.parameters())
     assert f"{total} parameters" in ax.get_title()
-    assert "2 heads × 16" in _texts(ax)
+    assert "2 heads\n× 16" in _texts(ax)
 
 
 def test_stack_diagram_names_every_block():
