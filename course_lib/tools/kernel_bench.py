@@ -133,3 +133,86 @@ def comparison_table(results: list[Comparison]) -> list[str]:
         lines.append(f"| {r.name} | {r.shape} | {r.ours} | {r.theirs} | {r.ours_ms:.2f} | {r.theirs_ms:.2f} "
                      f"| {r.ratio:.2f}× | {r.max_abs_err:.1e} |")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------------
+# mLSTM: the three forms against the sequence length (module 06)
+
+
+@dataclass
+class FormScaling:
+    """Time and peak memory of one mLSTM form at one sequence length."""
+
+    form: str
+    S: int
+    ms: float
+    peak_mib: float
+    device: str
+
+
+def _peak_mib(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak memory of ``fn()`` beyond what was allocated before: the CUDA allocator's counter on a GPU,
+    :class:`course_lib.xlstm.cost.PeakTensorMemory` (tensors counted by storage) on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        with torch.inference_mode():
+            fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    from course_lib.xlstm.cost import peak_memory_bytes
+
+    return peak_memory_bytes(fn) / 2**20
+
+
+def mlstm_scaling(device: torch.device | None = None, small: bool = False, repeats: int = 3) -> list[FormScaling]:
+    """Median time and peak memory of ``mlstm_recurrent``, ``mlstm_parallel`` and ``mlstm_chunkwise``
+    against S (float32, chunk size 64; the recurrent form, a Python loop, only up to S = 1024)."""
+    from course_lib.xlstm import MLSTM_FORMS
+    from course_lib.xlstm.cost import mlstm_inputs
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if small:
+        lengths, NH, D, chunk, max_recurrent = [16, 32], 1, 8, 8, 32
+    elif device.type == "cuda":
+        lengths, NH, D, chunk, max_recurrent = [256, 512, 1024, 2048, 4096, 8192], 8, 64, 64, 1024
+    else:
+        lengths, NH, D, chunk, max_recurrent = [256, 512, 1024, 2048], 4, 64, 64, 1024
+    rows = []
+    for S in lengths:
+        q, k, v, i, f = (t.to(device) for t in mlstm_inputs(S, NH=NH, DQK=D, DV=D))
+        for name, form in MLSTM_FORMS.items():
+            if name == "recurrent" and S > max_recurrent:
+                continue
+            kw = {"chunk_size": chunk} if name == "chunkwise" else {}
+
+            def run(form=form, kw=kw, q=q, k=k, v=v, i=i, f=f):
+                return form(q, k, v, i, f, **kw)
+
+            with torch.inference_mode():
+                ms = median_ms(run, device, repeats=repeats, warmup=1)
+            rows.append(FormScaling(name, S, ms, _peak_mib(run, device), device.type))
+    return rows
+
+
+def mlstm_scaling_table(rows: list[FormScaling]) -> list[str]:
+    """A Markdown table (one row per S, time and memory of each form) and the fitted exponents."""
+    from course_lib.xlstm.cost import fit_exponent
+
+    forms = list(dict.fromkeys(r.form for r in rows))
+    lines = ["| S | " + " | ".join(f"{f} ms | {f} MiB" for f in forms) + " |",
+             "|---:|" + "---:|---:|" * len(forms)]
+    for S in sorted({r.S for r in rows}):
+        cells = []
+        for f in forms:
+            row = next((r for r in rows if r.form == f and r.S == S), None)
+            cells += ["–", "–"] if row is None else [f"{row.ms:.2f}", f"{row.peak_mib:.2f}"]
+        lines.append(f"| {S} | " + " | ".join(cells) + " |")
+    fits = []
+    for f in forms:
+        mine = [r for r in rows if r.form == f]
+        if len(mine) > 1:
+            fits.append(f"{f}: time ∝ S^{fit_exponent([r.S for r in mine], [r.ms for r in mine]):.2f}, memory ∝ "
+                        f"S^{fit_exponent([r.S for r in mine], [max(r.peak_mib, 1e-9) for r in mine]):.2f}")
+    return [*lines, "", "Fitted exponents: " + "; ".join(fits) + "."]

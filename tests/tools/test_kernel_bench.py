@@ -46,3 +46,16 @@ def test_table_and_section_rewrite(tmp_path):
     _write_section(path, "<!-- bench:begin -->\nnew\n<!-- bench:end -->")
     text = path.read_text()
     assert "old" not in text and "new" in text and "hand-written intro" in text and "notes" in text
+
+
+def test_mlstm_scaling_rows_and_table():
+    from course_lib.tools.kernel_bench import mlstm_scaling, mlstm_scaling_table
+
+    rows = mlstm_scaling(torch.device("cpu"), small=True, repeats=1)
+    assert [(r.form, r.S) for r in rows] == [(f, S) for S in (16, 32) for f in ("recurrent", "parallel", "chunkwise")]
+    assert all(r.ms > 0 and r.peak_mib > 0 and r.device == "cpu" for r in rows)
+    par = [r.peak_mib for r in rows if r.form == "parallel"]
+    assert par[1] > 2.5 * par[0]  # S doubled: the S x S matrices grow fourfold
+    lines = mlstm_scaling_table(rows)
+    assert lines[0].count("ms") == 3 and len(lines) == 2 + 2 + 2
+    assert lines[-1].startswith("Fitted exponents: recurrent: time ∝ S^")
