@@ -95,6 +95,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from course_lib.tools.bench import run_bench
 
     _progress_off()
+    if args.what == "kernels":
+        from course_lib.tools.gpu_bench import RESULTS, run_gpu_bench
+
+        return run_gpu_bench(path=Path(args.out) if args.out else RESULTS)
     return run_bench(_root(), notebooks=not args.no_notebooks, tests=args.tests, kernels=not args.no_kernels,
                      out=Path(args.out) if args.out else None)
 
@@ -167,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_slides)
 
     p = sub.add_parser("bench", help="time notebooks and implementations against torch; write benchmarks/RESULTS.md")
+    p.add_argument("what", nargs="?", choices=["all", "kernels"], default="all",
+                   help="all (default): notebooks and the CPU comparisons; kernels: the Triton kernels against torch "
+                        "and the public kernels on a GPU (without a GPU: an interpreter correctness check)")
     p.add_argument("--tests", action="store_true", help="also time the whole test suite")
     p.add_argument("--no-notebooks", action="store_true", help="skip the notebooks")
     p.add_argument("--no-kernels", action="store_true", help="skip the implementation-against-torch timings")
