@@ -30,3 +30,15 @@ def test_results_block_is_merged_and_read_back(tmp_path):
     assert "CPU table" in text and "GPU table v2" in text and "GPU table v1" not in text
     assert text.count(gpu_bench.BEGIN) == 1
     assert gpu_bench.recorded_gpu_results(results) == "GPU table v2"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path")
+def test_course_bench_kernels_from_the_command_line_exits_cleanly(tmp_path, capsys):
+    from course_lib.cli import main
+
+    assert main(["bench", "kernels", "--out", str(tmp_path / "RESULTS.md")]) == 0
+    assert "no CUDA GPU" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "gpu-please"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
