@@ -167,7 +167,7 @@ def plot_regimes(table: Mapping[str, Sequence[float]], axes=None):
     axes[0].set_yscale("symlog", linthresh=0.01)
     axes[0].set_xlabel("β")
     axes[0].set_title("what one update returns")
-    axes[0].legend()
+    axes[0].legend(loc="center right")
     axes[1].loglog(b, table["n_eff"], "o-", label="N_eff = 1/Σp²")
     axes[1].loglog(b, table["k90"], "s--", label="k (90 % of the weight)")
     axes[1].set_xlabel("β")
@@ -187,11 +187,12 @@ def plot_head_regimes(rows: Sequence[Mapping[str, object]], ax=None, title: str 
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, fontsize=9)
     ax.axhline(0.5, color="0.4", ls=":", lw=1)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("median k / visible keys")
     ax.set_title(title)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in REGIME_COLOURS.values()]
-    ax.legend(handles, list(REGIME_COLOURS), loc="upper right")
+    ax.legend(handles, list(REGIME_COLOURS), loc="upper center", ncol=3)
     return ax
 
 
