@@ -357,7 +357,7 @@ def grade_mlstm_parallel(g: Grader, fn) -> None:
 
 
 class _WidestSquare(TorchDispatchMode):
-    """Records the largest n of any floating-point tensor (..., n, n) that an operation produces."""
+    """Records the largest n of any floating-point tensor (B, NH, n, n) (or more axes) an operation produces."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -366,7 +366,8 @@ class _WidestSquare(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
-            if (isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() >= 2
+            # (…, n, n) with leading batch/head axes: scores or decay matrices, not a 2-D mask built once
+            if (isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() >= 3
                     and t.shape[-1] == t.shape[-2]):
                 self.widest = max(self.widest, t.shape[-1])
         return out
