@@ -90,7 +90,10 @@ def _flash_fwd_kernel(Q, K, V, O, LSE, sq_b, sq_h, sq_s, sk_b, sk_h, sk_s, sv_b,
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=acc_ty)  # running sum of exp2(score - m_i) v
 
     # Causal: keys after the last query of this tile are masked for every row, so stop there.
-    hi = tl.minimum(Sk, (pid_m + 1) * BLOCK_M) if CAUSAL else Sk
+    if CAUSAL:
+        hi = tl.minimum(Sk, (pid_m + 1) * BLOCK_M)
+    else:
+        hi = Sk
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + offs_n
         # [BLOCK_N, BLOCK_D] keys and [BLOCK_N, BLOCK_DV] values of this tile.
@@ -167,7 +170,10 @@ def _flash_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_, s_qb, s_qh, s_qs, s
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=acc_ty)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=acc_ty)
     # Causal: queries before the first key of this tile cannot see any of its keys.
-    lo = (pid_n * BLOCK_N // BLOCK_M) * BLOCK_M if CAUSAL else 0
+    if CAUSAL:
+        lo = (pid_n * BLOCK_N // BLOCK_M) * BLOCK_M
+    else:
+        lo = 0
     for start_m in range(lo, Sq, BLOCK_M):
         rows = start_m + offs_m
         # [BLOCK_M, BLOCK_D] queries, [BLOCK_M, BLOCK_DV] output gradients, [BLOCK_M] lse and delta.
@@ -216,7 +222,10 @@ def _flash_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, s_qb, s_qh, s_qs, s_kb, s_
     lse = tl.load(LSE + pid_bh * Sq + offs_m, mask=offs_m < Sq, other=0.0)
     delta = tl.load(DELTA + pid_bh * Sq + offs_m, mask=offs_m < Sq, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=acc_ty)
-    hi = tl.minimum(Sk, (pid_m + 1) * BLOCK_M) if CAUSAL else Sk
+    if CAUSAL:
+        hi = tl.minimum(Sk, (pid_m + 1) * BLOCK_M)
+    else:
+        hi = Sk
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + offs_n
         # [BLOCK_N, BLOCK_D] keys and [BLOCK_N, BLOCK_DV] values of this tile.
