@@ -14,7 +14,9 @@ from course_lib.rnn.reference import (
     rnn_step_jacobian,
     scale_to_spectral_radius,
     spectral_radius,
+    state_gradient_norms,
 )
 
 __all__ = ["gradient_norms_over_lag", "largest_singular_value", "matrix_power_norms", "nonnormal_example", "rnn",
-           "rnn_bptt", "rnn_cell", "rnn_step_jacobian", "scale_to_spectral_radius", "spectral_radius"]
+           "rnn_bptt", "rnn_cell", "rnn_step_jacobian", "scale_to_spectral_radius", "spectral_radius",
+           "state_gradient_norms"]

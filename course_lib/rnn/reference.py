@@ -167,3 +167,27 @@ def rnn_step_jacobian(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, no
     deriv = 1 - h_new**2 if nonlinearity == "tanh" else (h_new > 0).to(h_new.dtype)
     # $$\partial h_t / \partial h_{t-1} = \operatorname{diag}(\phi'(a_t))\, W_{hh}$$
     return deriv.unsqueeze(-1) * weight_hh  # (B, H, H)
+
+
+def state_gradient_norms(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, loss_of_last_state=None,
+                         nonlinearity="tanh") -> torch.Tensor:
+    """||dL_b/dh_t|| for every sequence b and step t = 1..S (B, S), where L_b depends on the last state only.
+
+    ``loss_of_last_state(h_S)`` returns one loss per sequence (B,); sequences do not interact, so the
+    gradient of their sum gives each sequence's own gradients. A measurement tool (it uses autograd):
+    column t - 1 holds the gradient that reaches h_t from the loss, across a lag of S - t steps.
+    """
+    if loss_of_last_state is None:
+        raise ValueError("loss_of_last_state is required: a function of h_S (B, H) returning a loss per sequence (B,)")
+    h0 = x.new_zeros(x.shape[0], weight_hh.shape[0]) if h0 is None else h0
+    with torch.enable_grad():
+        h = h0.detach()
+        states = []
+        for t in range(x.shape[1]):
+            h = rnn_cell(x[:, t], h, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
+            if not h.requires_grad:  # the first step, when no weight requires grad
+                h = h.detach().requires_grad_(True)
+            h.retain_grad()
+            states.append(h)
+        loss_of_last_state(h).sum().backward(inputs=states)
+    return torch.stack([s.grad.norm(dim=-1) for s in states], dim=1).detach()  # (B, S)

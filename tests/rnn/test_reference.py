@@ -275,3 +275,31 @@ def test_matrix_power_norms_of_a_normal_matrix_are_rho_to_the_k():
     q, _ = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
     w = q @ torch.diag(torch.linspace(-0.8, 0.5, 8, dtype=torch.float64)) @ q.T  # symmetric: normal
     assert_close(matrix_power_norms(w, 20), 0.8 ** torch.arange(21, dtype=torch.float64), name="||W^k||")
+
+
+def test_state_gradient_norms_vs_manual_bptt():
+    """||dL_b/dh_t|| from the measurement tool == the carried gradient of rnn_bptt with a loss on the last state."""
+    from course_lib.rnn import state_gradient_norms
+
+    gen = torch.Generator().manual_seed(4)
+    B, S, I, H = 3, 7, 2, 5
+    x = torch.randn(B, S, I, generator=gen, dtype=torch.float64)
+    h0 = 0.3 * torch.randn(B, H, generator=gen, dtype=torch.float64)
+    w_ih = torch.randn(H, I, generator=gen, dtype=torch.float64)
+    w_hh = torch.randn(H, H, generator=gen, dtype=torch.float64) / H**0.5
+    b_ih, b_hh = torch.randn(2, H, generator=gen, dtype=torch.float64).unbind(0)
+    v = torch.randn(B, H, generator=gen, dtype=torch.float64)
+    norms = state_gradient_norms(x, h0, w_ih, w_hh, b_ih, b_hh, loss_of_last_state=lambda h: (h * v).sum(-1))
+    assert norms.shape == (B, S)
+    for t in range(1, S + 1):  # the gradient reaching h_t is dL/dh0 of the remaining steps t+1..S, started at h_t
+        out, _ = rnn(x, h0, w_ih, w_hh, b_ih, b_hh)
+        h_t = out[:, t - 1]
+        grad_out = torch.zeros(B, S - t, H, dtype=torch.float64)
+        if S - t == 0:
+            expected = v.norm(dim=-1)
+        else:
+            grad_out[:, -1] = v
+            expected = rnn_bptt(x[:, t:], h_t, w_ih, w_hh, b_ih, b_hh, grad_out)["h0"].norm(dim=-1)
+        assert_close(norms[:, t - 1], expected, name=f"||dL/dh_{t}||")
+    with pytest.raises(ValueError, match="loss_of_last_state"):
+        state_gradient_norms(x, h0, w_ih, w_hh)
