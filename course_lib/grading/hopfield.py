@@ -308,10 +308,9 @@ def grade_classical_update(g: Grader, fn) -> None:
     g.check_signature(fn, ["xi", "W", "n_steps"])
     cases = []
     patterns = _signs(g, 2, 8)
-    cases.append((_signs(g, 6, 8), ref.hebbian_weights(patterns), 1, torch.float64,
-                  "Hebbian W of 2 patterns (fields of exactly 0 occur)"))
+    cases.append((_signs(g, 6, 8), ref.hebbian_weights(patterns), 1, torch.float64, "Hebbian W of 2 patterns"))
     cases.append((_signs(g, 5, 7), _integer_matrix(g, 7, symmetric=False), 1, torch.float64,
-                  "a non-symmetric integer W"))
+                  "a non-symmetric integer W (a field of exactly 0 occurs)"))
     cases.append((_signs(g, 4, 9), _integer_matrix(g, 9, symmetric=True), 3, torch.float64, "n_steps=3"))
     cases.append((_signs(g, 2, 4, 6), _integer_matrix(g, 6, symmetric=False).expand(2, 6, 6), 2, torch.float64,
                   "a leading dimension, n_steps=2"))

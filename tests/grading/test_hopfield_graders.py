@@ -360,6 +360,12 @@ def test_classical_mistakes_are_rejected_and_named(fn, fragment):
     assert named(text, description("classical_update", fragment)), text
 
 
+def test_classical_tie_mistakes_are_caught_where_a_field_is_zero():
+    text = assert_rejected_at("classical_update", classical_plain_sign, "values")
+    assert "FAIL values     xi_new values (xi: (5, 7), W: (7, 7), float64, a non-symmetric integer W (a field of " \
+           "exactly 0 occurs))" in text
+
+
 # --------------------------------------------------------------------------------------------
 # update_is_attention
 # --------------------------------------------------------------------------------------------
