@@ -121,3 +121,25 @@ def lstm_hidden_for(n_params: int, vocab_size: int, n_out: int, d_embed: int) ->
         return vocab_size * d_embed + 4 * h * (d_embed + h) + 8 * h + h * n_out + n_out
 
     return min(range(1, 4 * int(n_params**0.5) + 8), key=lambda h: abs(size(h) - n_params))
+
+
+class CharTransformer(nn.Module):
+    """A causal :class:`TinyTransformer` as a character language model for the shared path of ``course_lib.lm``.
+
+    Logits (B, S, V) for ids (B, S), one next-character prediction per position. Positions are
+    learned up to ``max_len``; a longer input is cut to its last ``max_len`` characters (as when
+    sampling with a long context), and the logits then cover those positions only. ``hparams``
+    holds the constructor's arguments, so a checkpoint can rebuild the model.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int = 56, num_heads: int = 4, num_layers: int = 2,
+                 mlp_ratio: int = 4, max_len: int = 128) -> None:
+        super().__init__()
+        self.hparams = dict(vocab_size=vocab_size, d_model=d_model, num_heads=num_heads, num_layers=num_layers,
+                            mlp_ratio=mlp_ratio, max_len=max_len)
+        self.max_len = max_len
+        self.net = TinyTransformer(vocab_size, vocab_size, max_len=max_len, d_model=d_model, num_heads=num_heads,
+                                   num_layers=num_layers, mlp_ratio=mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x[:, -self.max_len:])  # (B, min(S, max_len), V)
