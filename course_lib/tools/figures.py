@@ -26,7 +26,7 @@ from matplotlib.text import Text
 
 from course_lib.hopfield import slide_figures as hopfield_slide_figures
 from course_lib.tools import figures_07
-from course_lib.xlstm import mlstm_slide_figures
+from course_lib.xlstm import mlstm_slide_figures, slstm_slide_figures
 
 DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
@@ -511,6 +511,7 @@ FIGURES: dict[str, dict[str, Callable[[Path], Path]]] = {
         "03_online_softmax.png": online_softmax,
     },
     "04": hopfield_slide_figures.FIGURES,
+    "05": slstm_slide_figures.FIGURES,
     "06": mlstm_slide_figures.FIGURES,
     "07": figures_07.FIGURES,
 }
