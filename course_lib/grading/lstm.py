@@ -621,3 +621,102 @@ def grade_predict_forget_memory(g: Grader, record) -> None:
     args = dict(forget_bias=record.forget_bias, steps=record.steps)
     g.check_outputs(mine, _theory(**args), ("half_life", "kept_after"), case, dtype=torch.float64,
                     tol=dict(atol=0.0, rtol=0.1), args=args)
+
+
+# --------------------------------------------------------------------------------------------
+# lstm_bptt (optional, hard): backpropagation through the LSTM by hand
+# --------------------------------------------------------------------------------------------
+
+LSTM_BPTT_PARAMS = ["x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "grad_out"]
+LSTM_BPTT_KEYS = ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _lstm_bptt_variant(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, carousel=True, output_path=True,
+                       gate_paths=True, tanh_prime_of_c=False, sigmoid_prime_for_g=False):
+    """The manual backward pass of the reference with one part switched off or miswritten (for the catalogue)."""
+    B, S, _ = x.shape
+    H = weight_hh.shape[1]
+    h, c, cache = h0, c0, []
+    for t in range(S):
+        i, f, g, o = ref.lstm_gates(x[:, t], h, weight_ih, weight_hh, bias_ih, bias_hh)
+        c_new = f * c + i * g
+        cache.append((h, c, i, f, g, o, c_new))
+        h, c = o * torch.tanh(c_new), c_new
+    dx, dw_ih, dw_hh = torch.zeros_like(x), torch.zeros_like(weight_ih), torch.zeros_like(weight_hh)
+    db = torch.zeros(4 * H, dtype=x.dtype)
+    dh_next, dc_next = torch.zeros(B, H, dtype=x.dtype), torch.zeros(B, H, dtype=x.dtype)
+    for t in reversed(range(S)):
+        h_prev, c_prev, i, f, g, o, c_t = cache[t]
+        tanh_c = torch.tanh(c_t)
+        dh = grad_out[:, t] + dh_next
+        d_tanh = 1 - c_t**2 if tanh_prime_of_c else 1 - tanh_c**2
+        dc = (dh * o * d_tanh if output_path else 0) + (dc_next if carousel else 0)
+        g_prime = g * (1 - g) if sigmoid_prime_for_g else 1 - g**2
+        eps = torch.cat([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * g_prime,
+                         dh * tanh_c * o * (1 - o)], dim=-1)
+        dx[:, t] = eps @ weight_ih
+        dw_ih += eps.T @ x[:, t]
+        dw_hh += eps.T @ h_prev
+        db += eps.sum(0)
+        dh_next = eps @ weight_hh if gate_paths else torch.zeros_like(dh_next)
+        dc_next = dc * f
+    return dict(x=dx, h0=dh_next, c0=dc_next, weight_ih=dw_ih, weight_hh=dw_hh, bias_ih=db, bias_hh=db.clone())
+
+
+def _register_lstm_bptt_mistakes() -> None:
+    catalogue = [
+        (dict(carousel=False), "δc_t leaves out the carousel term f_{t+1} ⊙ δc_{t+1}: the gradient reaches each "
+                               "cell only through its own output h_t"),
+        (dict(output_path=False), "δc_t leaves out the output path δh_t ⊙ o_t ⊙ (1 − tanh² c_t): only the carousel "
+                                  "term is kept"),
+        (dict(gate_paths=False), "the gradient into h_{t−1} through the gates (W_hhᵀ ε_t) is dropped: BPTT truncated "
+                                 "to the cell path, as in the 1997 LSTM"),
+        (dict(tanh_prime_of_c=True), "the derivative of tanh(c_t) is written 1 − c_t² instead of 1 − tanh²(c_t)"),
+        (dict(sigmoid_prime_for_g=True), "the candidate's ε uses the sigmoid derivative g(1 − g) instead of tanh's "
+                                         "1 − g²"),
+    ]
+    for switches, description in catalogue:
+        def wrong(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, _switches=switches):
+            return _lstm_bptt_variant(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out, **_switches)
+        wrong.__name__ = wrong.__qualname__ = "lstm_bptt_" + "_".join(f"{k}_{v}" for k, v in switches.items())
+        mistake("lstm_bptt", description)(wrong)
+
+
+_register_lstm_bptt_mistakes()
+
+
+def _autograd_lstm_bptt(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out):
+    leaves = {k: t.detach().clone().requires_grad_(True)
+              for k, t in dict(x=x, h0=h0, c0=c0, weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih,
+                               bias_hh=bias_hh).items()}
+    with torch.enable_grad():
+        out, _ = ref.lstm(leaves["x"], (leaves["h0"], leaves["c0"]), leaves["weight_ih"], leaves["weight_hh"],
+                          leaves["bias_ih"], leaves["bias_hh"])
+        grads = torch.autograd.grad((out * grad_out).sum(), list(leaves.values()))
+    return dict(zip(leaves, grads, strict=True))
+
+
+@exercise("lstm_bptt", module="02", title="Backpropagation through an LSTM by hand (optional)", points=3,
+          difficulty="hard", minutes=45,
+          signature="lstm_bptt(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out) -> dict of the "
+                    "gradients of (out * grad_out).sum() with keys x, h0, c0, weight_ih, weight_hh, bias_ih, "
+                    "bias_hh; runs under inference_mode, no autograd")
+def grade_lstm_bptt(g: Grader, fn) -> None:
+    g.check_signature(fn, LSTM_BPTT_PARAMS)
+    records = []
+    for B, S, I, H, dtype in [(2, 6, 3, 4, torch.float64), (3, 1, 2, 3, torch.float64), (2, 8, 3, 5, torch.float32)]:
+        a = _lstm_inputs(g, B, I, H, S, dtype)
+        args = dict(x=a["x"], h0=a["h"], c0=a["c"], weight_ih=a["weight_ih"], weight_hh=a["weight_hh"],
+                    bias_ih=a["bias_ih"], bias_hh=a["bias_hh"], grad_out=g.randn(B, S, H, dtype=dtype))
+        case = f"B={B}, S={S}, I={I}, H={H}, {dtype_name(dtype)}, lstm_bptt runs under inference_mode"
+        result, record = g.call_recording(fn, case, *args.values(), inference=True, operators=False)
+        records.append(record)
+        g.expect(isinstance(result, dict), "types", f"returns a dict ({case})",
+                 f"expected a dict of gradients, got {type(result).__name__}")
+        missing = [k for k in LSTM_BPTT_KEYS if k not in result]
+        g.expect(not missing, "types", f"has every gradient ({case})", f"missing keys: {', '.join(missing)}")
+        want = _autograd_lstm_bptt(**as_float64(args))
+        g.check_outputs({k: result[k] for k in LSTM_BPTT_KEYS}, want, {k: f"grad[{k!r}]" for k in LSTM_BPTT_KEYS},
+                        case, dtype=dtype, args=args, select=lambda grads: {k: grads[k] for k in LSTM_BPTT_KEYS})
+    g.forbid(records, {"autograd": "the exercise is to backpropagate by hand, without autograd "
+                                   "(torch.autograd.grad, .backward())", **LSTM_BUILTINS}, "every case")

@@ -213,3 +213,45 @@ def hand_built_adding_lstm(write: float = 30.0, keep: float = 15.0, scale: float
     bias_ih = torch.tensor([-write / 2, keep, 0.0, keep], dtype=dtype)
     return dict(weight_ih=weight_ih, weight_hh=torch.zeros(4, 1, dtype=dtype), bias_ih=bias_ih, bias_hh=None,
                 readout=1.0 / scale)
+
+
+@torch.inference_mode()
+def lstm_bptt(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out) -> dict[str, torch.Tensor]:
+    """Backpropagation through time for :func:`lstm`, by hand (no autograd).
+
+    Gradients of L = Σ out ⊙ grad_out (out (B, S, H) the outputs h_1..h_S) with respect to ``x``,
+    ``h0``, ``c0``, ``weight_ih``, ``weight_hh``, ``bias_ih`` and ``bias_hh``, returned as a dict.
+    """
+    B, S, _ = x.shape
+    H = weight_hh.shape[1]
+    # Forward pass, keeping what the backward pass needs.
+    h, c = h0, c0
+    cache = []
+    for t in range(S):
+        i, f, g, o = lstm_gates(x[:, t], h, weight_ih, weight_hh, bias_ih, bias_hh)
+        c_new = f * c + i * g
+        cache.append((h, c, i, f, g, o, c_new))
+        h, c = o * torch.tanh(c_new), c_new
+    grads = {k: torch.zeros_like(v) for k, v in dict(x=x, weight_ih=weight_ih, weight_hh=weight_hh).items()}
+    db = torch.zeros(4 * H, dtype=x.dtype, device=x.device)
+    dh_next = torch.zeros(B, H, dtype=x.dtype, device=x.device)  # ∂L/∂h_t from step t+1 (through the gates)
+    dc_next = torch.zeros(B, H, dtype=x.dtype, device=x.device)  # f_{t+1} ⊙ δc_{t+1}: the carousel
+    for t in reversed(range(S)):
+        h_prev, c_prev, i, f, g, o, c_t = cache[t]
+        tanh_c = torch.tanh(c_t)
+        # $$\delta^h_t = \partial \ell / \partial h_t + W_{hh}^\top \varepsilon_{t+1}$$
+        dh = grad_out[:, t] + dh_next
+        # $$\delta^c_t = \delta^h_t \odot o_t \odot (1 - \tanh^2 c_t) + f_{t+1} \odot \delta^c_{t+1}$$
+        dc = dh * o * (1 - tanh_c**2) + dc_next
+        # $$\varepsilon^i = \delta^c_t\, g_t\, i_t(1-i_t), \quad \varepsilon^f = \delta^c_t\, c_{t-1}\, f_t(1-f_t)$$
+        # $$\varepsilon^g = \delta^c_t\, i_t (1-g_t^2), \quad \varepsilon^o = \delta^h_t \tanh(c_t)\, o_t(1-o_t)$$
+        eps = torch.cat([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2),
+                         dh * tanh_c * o * (1 - o)], dim=-1)  # (B, 4H), rows i, f, g, o
+        grads["x"][:, t] = eps @ weight_ih
+        grads["weight_ih"] += eps.T @ x[:, t]
+        grads["weight_hh"] += eps.T @ h_prev
+        db += eps.sum(0)
+        dh_next = eps @ weight_hh
+        dc_next = dc * f
+    grads.update(h0=dh_next, c0=dc_next, bias_ih=db, bias_hh=db.clone())
+    return {k: grads[k] for k in ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")}

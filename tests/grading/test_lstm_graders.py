@@ -17,7 +17,7 @@ from course_lib.grading.core import MISTAKES
 from course_lib.lstm import reference as ref
 
 MODULE_02 = ["lstm_cell", "lstm", "cec_gradient", "forget_half_life", "init_forget_bias", "gru_cell",
-             "predict_forget_memory"]
+             "predict_forget_memory", "lstm_bptt"]
 FUNCTIONS_02 = [e for e in MODULE_02 if e != "predict_forget_memory"]  # graded functions (the prediction is a record)
 PARAMS = {
     "lstm_cell": ["x", "state", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
@@ -26,6 +26,7 @@ PARAMS = {
     "forget_half_life": ["forget_bias"],
     "init_forget_bias": ["lstm_module", "value"],
     "gru_cell": ["x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
+    "lstm_bptt": ["x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "grad_out"],
 }
 
 
@@ -680,3 +681,80 @@ def test_predict_a_record_measured_before_it_was_predicted_breaks_the_rules():
 def test_predict_then_run_refuses_a_malformed_prediction(bad, match):
     with pytest.raises(ValueError, match=match):
         predict_then_run(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# lstm_bptt (optional, hard)
+# --------------------------------------------------------------------------------------------
+
+
+def lstm_bptt_weights_at_the_end(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out):
+    """Correct, written differently: the per-step ε are collected and the weight gradients summed at the end."""
+    B, S, _ = x.shape
+    H = weight_hh.shape[1]
+    h, c, hs, cs, gates = h0, c0, [h0], [c0], []
+    for t in range(S):
+        a = x[:, t] @ weight_ih.T + h @ weight_hh.T + bias_ih + bias_hh
+        i, f, g, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H:2 * H]), torch.tanh(a[:, 2 * H:3 * H]), \
+            torch.sigmoid(a[:, 3 * H:])
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        hs.append(h)
+        cs.append(c)
+        gates.append((i, f, g, o))
+    eps_all = [None] * S
+    dh_rec = torch.zeros(B, H, dtype=x.dtype)
+    dc_rec = torch.zeros(B, H, dtype=x.dtype)
+    for t in range(S - 1, -1, -1):
+        i, f, g, o = gates[t]
+        dh = grad_out[:, t] + dh_rec
+        dc = dc_rec + dh * o * (1 - torch.tanh(cs[t + 1]) ** 2)
+        eps = torch.cat([dc * g * i * (1 - i), dc * cs[t] * f * (1 - f), dc * i * (1 - g * g),
+                         dh * torch.tanh(cs[t + 1]) * o * (1 - o)], dim=1)
+        eps_all[t] = eps
+        dh_rec, dc_rec = eps @ weight_hh, dc * f
+    eps = torch.stack(eps_all, dim=1)  # (B, S, 4H)
+    h_prev = torch.stack(hs[:-1], dim=1)  # (B, S, H)
+    db = eps.sum((0, 1))
+    return {"x": eps @ weight_ih, "h0": dh_rec, "c0": dc_rec, "weight_ih": torch.einsum("bsk,bsi->ki", eps, x),
+            "weight_hh": torch.einsum("bsk,bsh->kh", eps, h_prev), "bias_ih": db, "bias_hh": db.clone()}
+
+
+def lstm_bptt_with_autograd(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, grad_out):
+    """Right numbers, wrong method: autograd switched back on inside."""
+    with torch.inference_mode(False), torch.enable_grad():
+        leaves = [t.clone().requires_grad_(True) for t in (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)]
+        out, _ = ref.lstm(leaves[0], (leaves[1], leaves[2]), *leaves[3:])
+        grads = torch.autograd.grad((out * grad_out).sum(), leaves)
+    return dict(zip(["x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"], grads, strict=True))
+
+
+def test_lstm_bptt_reference_equals_autograd_through_torch_lstm():
+    torch.manual_seed(0)
+    layer = nn.LSTM(3, 4, batch_first=True, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 7, 3, generator=gen, dtype=torch.float64)
+    h0, c0 = (torch.randn(2, 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    grad_out = torch.randn(2, 7, 4, generator=gen, dtype=torch.float64)
+    params = [layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0]
+    mine = ref.lstm_bptt(x, h0, c0, *[p.detach() for p in params], grad_out)
+    leaves = [t.clone().requires_grad_(True) for t in (x, h0, c0)]
+    out, _ = layer(leaves[0], (leaves[1][None], leaves[2][None]))
+    truth = torch.autograd.grad((out * grad_out).sum(), [*leaves, *params])
+    for key, t in zip(["x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"], truth, strict=True):
+        assert torch.allclose(mine[key], t, atol=1e-12, rtol=1e-10), key
+
+
+def test_lstm_bptt_other_correct_version_passes():
+    _passes("lstm_bptt", lstm_bptt_weights_at_the_end)
+
+
+def test_lstm_bptt_with_autograd_is_rejected_at_rules():
+    _rejected_at("lstm_bptt", lstm_bptt_with_autograd, "rules")
+
+
+@pytest.mark.parametrize("m", MISTAKES["lstm_bptt"], ids=lambda m: m.fn.__name__)
+def test_lstm_bptt_catalogued_mistakes_are_rejected_and_named(m):
+    assert len(MISTAKES["lstm_bptt"]) >= 4
+    text = _rejected_at("lstm_bptt", m.fn, "values")
+    assert "your output matches what you get when " + m.description in text
