@@ -245,14 +245,18 @@ def _flash_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, s_qb, s_qh, s_qs, s_kb, s_
     tl.store(DQ + q_off, (dq * scale).to(DQ.dtype.element_ty), mask=q_mask)
 
 
-def _flash_backward(q, k, v, out, lse, dout, is_causal, scale):
+def _flash_backward(q, k, v, out, lse, dout, dlse, is_causal, scale):
     B, NH, Sq, D = q.shape
     Sk, DV = k.shape[2], v.shape[3]
     # Contiguous inputs, so that each gradient buffer (empty_like) shares its input's strides.
     q, k, v, dout = q.contiguous(), k.contiguous(), v.contiguous(), dout.contiguous()
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    # delta_i = Σ_d dO_id O_id (one number per query), in the accumulation dtype.
-    delta = (dout.to(lse.dtype) * out.to(lse.dtype)).sum(-1).contiguous()
+    # delta_i = Σ_d dO_id O_id (one number per query), in the accumulation dtype. A gradient through lse
+    # adds dlse_i · P_ij to dS_ij (∂lse_i/∂s_ij = P_ij), which is the same as subtracting dlse_i from delta_i.
+    delta = (dout.to(lse.dtype) * out.to(lse.dtype)).sum(-1)
+    if dlse is not None:
+        delta = delta - dlse.to(lse.dtype)
+    delta = delta.contiguous()
     block_m, block_n, block_d, block_dv = _blocks(D, DV)
     strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *dout.stride()[:3])
     consts = dict(CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv)
@@ -274,7 +278,7 @@ class _FlashAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlse):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = _flash_backward(q, k, v, out, lse, dout, ctx.is_causal, ctx.scale)
+        dq, dk, dv = _flash_backward(q, k, v, out, lse, dout, dlse, ctx.is_causal, ctx.scale)
         return dq, dk, dv, None, None
 
 
@@ -285,8 +289,8 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal
     Same semantics as :func:`course_lib.attention.scaled_dot_product_attention` without masks other
     than ``is_causal`` (top-left aligned): q (B, NH, Sq, D), k (B, NH, Sk, D), v (B, NH, Sk, DV) ->
     out (B, NH, Sq, DV) in the input dtype and lse (B, NH, Sq), the natural-log logsumexp of the
-    scaled, masked scores, always float32. Differentiable in q, k and v (a backward kernel that
-    recomputes the weights from lse); the gradient through ``lse`` is not implemented and ignored.
+    scaled, masked scores, always float32. Differentiable in q, k and v, through ``out`` and through
+    ``lse`` (backward kernels that recompute the weights from lse).
     """
     _check(q, k, v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)

@@ -76,9 +76,10 @@ def _mlstm_chunk_states_kernel(K, V, B_, I, C_IN, N_IN, M_IN, C_ALL, N_ALL, M_AL
                      other=0.0)
         w = tl.exp(a - m_next)  # [L] weight of each write at the chunk end (0 on the ragged tail)
         decay = tl.exp(g + m - m_next)
-        kw = (kc.to(acc_ty) * w[:, None])
-        # [BLOCK_DQK, BLOCK_DV] C_{k+1} = decay · C_k + (k ⊙ w)ᵀ v
-        c = decay * c + tl.dot(tl.trans(kw), vc.to(acc_ty), input_precision="ieee")
+        kw = kc.to(acc_ty) * w[:, None]
+        # [BLOCK_DQK, BLOCK_DV] C_{k+1} = decay · C_k + (k ⊙ w)ᵀ v; the product runs in the input dtype
+        # (tensor cores for bf16/fp16) and accumulates in acc_ty.
+        c = decay * c + tl.dot(tl.trans(kw.to(vc.dtype)), vc, input_precision="ieee").to(acc_ty)
         n = decay * n + tl.sum(kw, 0)
         m = m_next
     tl.store(C_ALL + (bh * (NC + 1) + NC) * DQK * DV + offs_k[:, None] * DV + offs_v[None, :], c,
@@ -103,13 +104,13 @@ def _mlstm_chunk_outputs_kernel(Q, K, V, B_, I, C_ALL, N_ALL, M_ALL, H, S, NC, D
     acc_ty = M_ALL.dtype.element_ty
     t = k * L + offs_l
     tmask = t < S
-    # [L, BLOCK_DQK] scaled queries and keys, [L, BLOCK_DV] values of the chunk.
-    q = tl.load(Q + (bh * S + t[:, None]) * DQK + offs_k[None, :], mask=tmask[:, None] & kmask[None, :],
-                other=0.0).to(acc_ty) * q_scale
+    # [L, BLOCK_DQK] queries and keys, [L, BLOCK_DV] values of the chunk, in the input dtype: the matrix
+    # products below run in it (tensor cores for bf16/fp16) and accumulate in acc_ty; q_scale is applied after.
+    q = tl.load(Q + (bh * S + t[:, None]) * DQK + offs_k[None, :], mask=tmask[:, None] & kmask[None, :], other=0.0)
     kc = tl.load(K + (bh * S + t[:, None]) * DQK + offs_k[None, :], mask=tmask[:, None] & kmask[None, :],
-                 other=0.0).to(acc_ty)
+                 other=0.0)
     vc = tl.load(V + (bh * S + t[:, None]) * DV + offs_v[None, :], mask=tmask[:, None] & vmask[None, :],
-                 other=0.0).to(acc_ty)
+                 other=0.0)
     b = tl.load(B_ + bh * S + t, mask=tmask, other=0.0).to(acc_ty)
     i = tl.load(I + bh * S + t, mask=tmask, other=float("-inf")).to(acc_ty)
     # The state entering chunk k: [BLOCK_DQK, BLOCK_DV] C_k, [BLOCK_DQK] n_k, scalar m_k.
@@ -123,11 +124,12 @@ def _mlstm_chunk_outputs_kernel(Q, K, V, B_, I, C_ALL, N_ALL, M_ALL, H, S, NC, D
     # m_t = max(b_t + m_k, max_s log D_ts)
     m_t = tl.maximum(b + m_k, tl.max(log_d, 1))
     inter = tl.exp(b + m_k - m_t)  # [L] weight of the carried state
-    # [L, L] gated scores inside the chunk
-    s = tl.dot(q, tl.trans(kc), input_precision="ieee") * tl.exp(log_d - m_t[:, None])
+    # [L, L] gated scores inside the chunk: (q̂_t · k_s) e^{log D_ts − m_t}, q̂ = q · q_scale
+    s = tl.dot(q, tl.trans(kc), input_precision="ieee").to(acc_ty) * q_scale * tl.exp(log_d - m_t[:, None])
     # num_t = inter_t q̂_tᵀ C_k + Σ_s s_ts v_s ;  den_t = inter_t q̂_tᵀ n_k + Σ_s s_ts
-    num = inter[:, None] * tl.dot(q, c, input_precision="ieee") + tl.dot(s, vc, input_precision="ieee")
-    den = inter * tl.sum(q * n[None, :], 1) + tl.sum(s, 1)
+    qc = tl.dot(q, c.to(q.dtype), input_precision="ieee").to(acc_ty) * q_scale  # [L, BLOCK_DV] q̂ᵀ C_k
+    num = inter[:, None] * qc + tl.dot(s.to(vc.dtype), vc, input_precision="ieee").to(acc_ty)
+    den = inter * tl.sum(q.to(acc_ty) * n[None, :], 1) * q_scale + tl.sum(s, 1)
     # h_t = num_t / (max(|den_t|, e^{−m_t}) + eps)
     h = num / (tl.maximum(tl.abs(den), tl.exp(-m_t)) + eps)[:, None]
     tl.store(H + (bh * S + t[:, None]) * DV + offs_v[None, :], h.to(H.dtype.element_ty),
@@ -174,14 +176,15 @@ def mlstm_chunkwise_triton(q, k, v, i, f, c_initial=None, n_initial=None, m_init
     block_dqk = max(16, triton.next_power_of_2(DQK))
     block_dv = max(16, min(64 if TRITON_MODE == "gpu" else 128, triton.next_power_of_2(DV)))
     grid_states = (BH, triton.cdiv(DV, block_dv))
+    warps = 8 if block_dqk >= 128 else 4  # the states kernel holds a (DQK, BLOCK_DV) tile of C in registers
     _mlstm_chunk_states_kernel[grid_states](kk, vv, b, ii, c0, n0, m0, c_all, n_all, m_all, S, NC, DQK, DV,
-                                            L=L, BLOCK_DQK=block_dqk, BLOCK_DV=block_dv)
+                                            L=L, BLOCK_DQK=block_dqk, BLOCK_DV=block_dv, num_warps=warps)
     h = torch.empty(BH, S, DV, dtype=q.dtype, device=q.device)
     if S > 0:
         grid_out = (NC, BH, triton.cdiv(DV, block_dv))
         _mlstm_chunk_outputs_kernel[grid_out](qq, kk, vv, b, ii, c_all, n_all, m_all, h, S, NC, DQK, DV,
                                               1.0 / math.sqrt(DQK), eps, L=L, BLOCK_DQK=block_dqk,
-                                              BLOCK_DV=block_dv)
+                                              BLOCK_DV=block_dv, num_warps=warps)
     h = h.reshape(B, NH, S, DV)
     if not return_last_states:
         return h

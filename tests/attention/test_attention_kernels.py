@@ -128,3 +128,22 @@ def test_flash_attention_rejects_bad_inputs_with_a_clear_message(bad):
         v = v.float()
     with pytest.raises(ValueError, match="q, k, v|incompatible"):
         flash_attention(q, k, v)
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_flash_attention_gradient_through_lse_vs_autograd_float64(is_causal):
+    q, k, v = (t.requires_grad_(True) for t in _qkv(1, 2, 37, 21, 16, 16, seed=7))
+    out, lse = flash_attention(q, k, v, is_causal=is_causal)
+    ref_out, _, ref_leaves = _reference(q, k, v, is_causal)
+    rq, rk, rv = ref_leaves
+    s = (rq @ rk.transpose(-2, -1)) / 4.0
+    if is_causal:
+        s = s.masked_fill(~torch.ones(37, 21, dtype=torch.bool).tril(), -math.inf)
+    gen = torch.Generator().manual_seed(8)
+    w_out = torch.randn(ref_out.shape, generator=gen, dtype=torch.float64)
+    # lse is float32 by contract, so its incoming gradient is float32: use weights that float32 holds exactly.
+    w_lse = torch.randn(1, 2, 37, generator=gen, dtype=torch.float64).float().double()
+    mine = torch.autograd.grad((out * w_out).sum() + (lse.double() * w_lse).sum(), (q, k, v))
+    theirs = torch.autograd.grad((ref_out * w_out).sum() + (torch.logsumexp(s, -1) * w_lse).sum(), ref_leaves)
+    for name, a, b in zip(("dq", "dk", "dv"), mine, theirs, strict=True):
+        assert_close(a.cpu(), b, name=name)
