@@ -67,6 +67,14 @@ def _cuda_ms(fn: Callable[[], object], repeats: int = 10, warmup: int = 3) -> fl
     return statistics.median(times)
 
 
+def _check_on_gpu(ours: torch.Tensor, plain: torch.Tensor, reference: torch.Tensor, what: str) -> str:
+    """The tolerance rule before any timing: |ours - ref| <= 2 |plain - ref| (+ one bf16 ulp); a failure is recorded."""
+    ours_err = float((ours.double() - reference).abs().max())
+    plain_err = float((plain.double() - reference).abs().max())
+    ok = ours_err <= 2 * plain_err + 2 ** -8
+    return "ok" if ok else f"WRONG ({what}: error {ours_err:.2e} vs torch {plain_err:.2e})"
+
+
 def _attention_case(B: int, heads: int, S: int, D: int, causal: bool) -> list[str]:
     import torch.nn.functional as F
 
@@ -75,6 +83,11 @@ def _attention_case(B: int, heads: int, S: int, D: int, causal: bool) -> list[st
     q, k, v = (torch.randn(B, heads, S, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
                for _ in range(3))
     grad = torch.randn_like(q)
+    # Correctness on this GPU first, on the first batch entry and head, against float64 attention.
+    q1, k1, v1 = (t[:1, :1].detach() for t in (q, k, v))
+    reference = F.scaled_dot_product_attention(q1.double(), k1.double(), v1.double(), is_causal=causal)
+    status = _check_on_gpu(flash_attention(q1, k1, v1, is_causal=causal)[0],
+                           F.scaled_dot_product_attention(q1, k1, v1, is_causal=causal), reference, "forward")
     flops = 4.0 * B * heads * S * S * D / (2 if causal else 1)
     ours_f = _cuda_ms(lambda: flash_attention(q, k, v, is_causal=causal))
     torch_f = _cuda_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
@@ -84,9 +97,9 @@ def _attention_case(B: int, heads: int, S: int, D: int, causal: bool) -> list[st
     shape = f"B={B}, NH={heads}, S={S}, D={D}, causal={causal}"
     # Backward = 2.5 x forward FLOPs (the FlashAttention papers' convention), so fwd+bwd = 3.5 x.
     return [f"| attention | fwd | {shape} | {flops / ours_f / 1e9:.0f} | {flops / torch_f / 1e9:.0f} | — | "
-            f"{torch_f / ours_f:.2f}× | — |",
+            f"{torch_f / ours_f:.2f}× | — | {status} |",
             f"| attention | fwd+bwd | {shape} | {3.5 * flops / ours_fb / 1e9:.0f} | "
-            f"{3.5 * flops / torch_fb / 1e9:.0f} | — | {torch_fb / ours_fb:.2f}× | — |"]
+            f"{3.5 * flops / torch_fb / 1e9:.0f} | — | {torch_fb / ours_fb:.2f}× | — | {status} |"]
 
 
 def _attention_rows(tokens: int = 16384, heads: int = 16) -> list[str]:
@@ -108,6 +121,10 @@ def _mlstm_case(B: int, heads: int, S: int, D: int, public: Callable | None, L: 
 
     q, k, v = (torch.randn(B, heads, S, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     i, f = (torch.randn(B, heads, S, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    # Correctness on this GPU first (first batch entry and head) against the float64 chunkwise form.
+    one = [t[:1, :1] for t in (q, k, v, i, f)]
+    status = _check_on_gpu(mlstm_chunkwise_triton(*one, chunk_size=L), mlstm_chunkwise(*one, chunk_size=L),
+                           mlstm_chunkwise(*(t.double() for t in one), chunk_size=L), "forward")
     # Per chunk: intra-chunk Q Kᵀ and S V (2·2·L·L·D), Q C and the state update (2·2·L·D·D).
     flops = B * heads * (S / L) * (4.0 * L * L * D + 4.0 * L * D * D)
     ours = _cuda_ms(lambda: mlstm_chunkwise_triton(q, k, v, i, f, chunk_size=L))
@@ -119,7 +136,7 @@ def _mlstm_case(B: int, heads: int, S: int, D: int, public: Callable | None, L: 
         public_cols = "not installed | —"
     return (f"| mLSTM chunkwise | fwd | B={B}, NH={heads}, S={S}, D={D}, L={L} | {flops / ours / 1e9:.0f} | "
             f"{flops / plain / 1e9:.0f} | {public_cols.split(' | ')[0]} | {plain / ours:.2f}× | "
-            f"{public_cols.split(' | ')[1]} |")
+            f"{public_cols.split(' | ')[1]} | {status} |")
 
 
 def _mlstm_rows(tokens: int = 16384, heads: int = 8) -> list[str]:
@@ -149,6 +166,29 @@ def _interpreter_check() -> list[str]:
     return lines
 
 
+def _targets(rows: list[str]) -> list[str]:
+    """Whether the targets are met: flash fwd >= 0.8x SDPA at S >= 4k; mLSTM >= 1.0x torch and >= 0.5x public."""
+    def cells(row: str) -> list[str]:
+        return [c.strip() for c in row.strip("|").split("|")]
+
+    def ratio(text: str) -> float:
+        return float(text.rstrip("×")) if text.rstrip("×").replace(".", "", 1).isdigit() else float("nan")
+
+    flash = [ratio(cells(r)[6]) for r in rows if cells(r)[:2] == ["attention", "fwd"]
+             and int(cells(r)[2].split("S=")[1].split(",")[0]) >= 4096]
+    mlstm_torch = [ratio(cells(r)[6]) for r in rows if cells(r)[0] == "mLSTM chunkwise"]
+    mlstm_public = [ratio(cells(r)[7]) for r in rows if cells(r)[0] == "mLSTM chunkwise"]
+    lines = [f"Target flash attention forward >= 0.8x torch SDPA at S >= 4k: worst {min(flash):.2f}x -> "
+             f"{'met' if min(flash) >= 0.8 else 'NOT met'}",
+             f"Target chunkwise mLSTM >= 1.0x the torch chunkwise form: worst {min(mlstm_torch):.2f}x -> "
+             f"{'met' if min(mlstm_torch) >= 1.0 else 'NOT met'}"]
+    public = [r for r in mlstm_public if r == r]
+    lines.append(f"Target chunkwise mLSTM within 2x of mlstm_kernels: worst {min(public):.2f}x -> "
+                 f"{'met' if min(public) >= 0.5 else 'NOT met'}" if public
+                 else "Target chunkwise mLSTM within 2x of mlstm_kernels: not measured (mlstm_kernels not installed)")
+    return lines
+
+
 def run_gpu_bench(write: bool = True, path: Path = RESULTS) -> int:
     """Measure on the GPU and record the tables; without a GPU, check correctness and say so."""
     if not torch.cuda.is_available():
@@ -161,13 +201,16 @@ def run_gpu_bench(write: bool = True, path: Path = RESULTS) -> int:
     name = torch.cuda.get_device_name()
     print(f"course bench kernels: timing on {name} (bf16) ...", flush=True)
     header = ["| kernel | pass | shape | course TFLOP/s | torch TFLOP/s | mlstm_kernels TFLOP/s | "
-              "course speed / torch | course speed / mlstm_kernels |", "|---|---|---|---:|---:|---:|---:|---:|"]
+              "course speed / torch | course speed / mlstm_kernels | correct on this GPU |",
+              "|---|---|---|---:|---:|---:|---:|---:|---|"]
     rows = _attention_rows()
     rows += _mlstm_rows()
+    targets = _targets(rows)
     block = "\n".join([
         f"Measured {date.today().isoformat()} on: {name}; {platform.machine()}; torch {torch.__version__}, "
         f"triton {__import__('triton').__version__}. Ratios above 1 mean the course kernel is faster. torch's "
-        "column for the mLSTM is the PyTorch chunkwise form (course_lib.xlstm.mlstm_chunkwise).", "", *header, *rows])
+        "column for the mLSTM is the PyTorch chunkwise form (course_lib.xlstm.mlstm_chunkwise).", "", *header, *rows,
+        "", *targets])
     print(block)
     if write:
         write_gpu_results(block, path)

@@ -42,3 +42,14 @@ def test_course_bench_kernels_from_the_command_line_exits_cleanly(tmp_path, caps
         main(["bench", "gpu-please"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_targets_are_judged_from_the_rows():
+    rows = ["| attention | fwd | B=4, NH=16, S=4096, D=64, causal=False | 300 | 350 | — | 0.86× | — | ok |",
+            "| attention | fwd | B=1, NH=16, S=16384, D=128, causal=True | 300 | 350 | — | 0.75× | — | ok |",
+            "| attention | fwd | B=32, NH=16, S=512, D=64, causal=False | 100 | 350 | — | 0.30× | — | ok |",
+            "| mLSTM chunkwise | fwd | B=4, NH=8, S=4096, D=64, L=64 | 50 | 20 | 80 | 2.50× | 0.62× | ok |"]
+    lines = gpu_bench._targets(rows)
+    assert "worst 0.75x -> NOT met" in lines[0]  # S = 512 is below the 4k threshold and does not count
+    assert "worst 2.50x -> met" in lines[1]
+    assert "worst 0.62x -> met" in lines[2]
