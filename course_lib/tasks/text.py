@@ -141,7 +141,8 @@ def char_lm_data(name: str = "tinyshakespeare", val_fraction: float = 0.1) -> Ch
     """Encode a packaged corpus; the last ``val_fraction`` of the text is the validation part.
 
     A contiguous split (rather than random windows) keeps validation text the model never saw,
-    not even as the overlap of a training window. The vocabulary is that of the whole text.
+    not even as the overlap of a training window. The vocabulary is that of the whole text. The
+    result is cached (the same object for the same arguments): do not modify its tensors in place.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
