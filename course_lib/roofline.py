@@ -42,21 +42,29 @@ def attention_flops(Sq: int, Sk: int, D: int, causal: bool = False) -> float:
     return flops / 2 if causal else flops
 
 
-def attention_bytes(Sq: int, Sk: int, D: int, bytes_per_element: int = 2, naive: bool = True) -> float:
+def attention_bytes(Sq: int, Sk: int, D: int, bytes_per_element: int = 2, naive: bool = True,
+                    block_m: int | None = None) -> float:
     """Memory traffic of one head's forward pass, in bytes.
 
-    Both read Q, K, V and write O: (2·Sq + 2·Sk)·D elements. The naive version also writes the
-    scores S, reads them for the softmax, writes the weights P and reads them for P V: 4·Sq·Sk more.
+    Every version reads Q and writes O (2·Sq·D elements) and reads K and V. The naive version reads K
+    and V once and also writes the scores S, reads them for the softmax, writes the weights P and reads
+    them for P V: 4·Sq·Sk more. A tiled (flash) kernel never stores S or P. Ideally it reads K and V
+    once (``block_m=None``: the limit when the L2 cache keeps them for every query tile of a head);
+    without such reuse each program of ``block_m`` queries reads all of K and V again:
+    2·Sk·D·⌈Sq / block_m⌉ elements.
     """
-    elements = (2 * Sq + 2 * Sk) * D
+    elements = 2 * Sq * D
     if naive:
-        elements += 4 * Sq * Sk
+        elements += 2 * Sk * D + 4 * Sq * Sk
+    else:
+        elements += 2 * Sk * D * (1 if block_m is None else math.ceil(Sq / block_m))
     return float(elements * bytes_per_element)
 
 
-def arithmetic_intensity(Sq: int, Sk: int, D: int, bytes_per_element: int = 2, naive: bool = True) -> float:
-    """FLOPs per byte of one head's forward pass (not causal)."""
-    return attention_flops(Sq, Sk, D) / attention_bytes(Sq, Sk, D, bytes_per_element, naive)
+def arithmetic_intensity(Sq: int, Sk: int, D: int, bytes_per_element: int = 2, naive: bool = True,
+                         block_m: int | None = None) -> float:
+    """FLOPs per byte of one head's forward pass (not causal); ``block_m`` as in :func:`attention_bytes`."""
+    return attention_flops(Sq, Sk, D) / attention_bytes(Sq, Sk, D, bytes_per_element, naive, block_m)
 
 
 def roofline_time_s(flops: float, nbytes: float, gpu: GPU = H100_SXM) -> float:
@@ -74,20 +82,22 @@ def plot_roofline(S_values=(512, 2048, 8192), D: int = 64, gpu: GPU = H100_SXM, 
     ax.axvline(gpu.ridge, color="grey", ls=":", lw=1)
     ax.text(gpu.ridge * 1.1, gpu.bf16_tflops * 0.012, f"ridge {gpu.ridge:.0f} FLOP/B", color="grey",
             fontsize=fontsize)
-    for naive, marker, colour in ((True, "o", "tab:red"), (False, "s", "tab:blue")):
-        points = [(S, arithmetic_intensity(S, S, D, naive=naive)) for S in S_values]
+    series = ((True, None, "o", "tab:red", "naive attention (S, P in memory)"),
+              (False, 128, "^", "tab:green", "tiled, K and V re-read per tile of 128 queries"),
+              (False, None, "s", "tab:blue", "tiled, K and V read once (ideal reuse)"))
+    for naive, block_m, marker, colour, label in series:
+        points = [(S, arithmetic_intensity(S, S, D, naive=naive, block_m=block_m)) for S in S_values]
         for k, (S, i) in enumerate(points):
             y = min(gpu.bf16_tflops, gpu.hbm_tb_s * i)
             ax.plot(i, y, marker, color=colour, ms=8)
-            if not naive:  # tiled points spread out along the flat roof: label each, staggered
+            if not naive and block_m is None:  # ideal points spread along the flat roof: label each, staggered
                 ax.annotate(f"S={S}", (i, y), textcoords="offset points", xytext=(-10, -18 - 16 * (k % 2)),
                             fontsize=fontsize - 1, color=colour)
-        if naive:  # naive points sit on top of each other (I ≈ D/2 for every S): one label
+        if naive or block_m is not None:  # these sit on top of each other (I independent of S): one label
             i, y = points[-1][1], min(gpu.bf16_tflops, gpu.hbm_tb_s * points[-1][1])
             ax.annotate(f"S = {S_values[0]} … {S_values[-1]}", (i, y), textcoords="offset points", xytext=(8, -16),
                         fontsize=fontsize - 1, color=colour)
-        ax.plot([], [], marker, color=colour, label="naive attention (S, P in memory)" if naive
-                else "tiled (flash) attention")
+        ax.plot([], [], marker, color=colour, label=label)
     ax.set_xlabel("arithmetic intensity (FLOPs per byte, bf16)")
     ax.set_ylabel("attainable TFLOP/s")
     ax.set_title(f"Attention forward, one head, D = {D}")
@@ -168,3 +178,32 @@ def tile_explorer(Sq: int = 10, Sk: int = 12, block: int = 4, static: bool = Tru
         plt.tight_layout()
         plt.show()
     return view
+
+
+def plot_chunkwise_kernels(ax=None, n_chunks: int = 4, fontsize: int = 12):
+    """The chunkwise mLSTM as two kernels: states carried from chunk to chunk, then every chunk's outputs at once."""
+    from matplotlib.patches import FancyBboxPatch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.6))
+    ax.set_xlim(0, 0.5 + 2.3 * n_chunks)
+    ax.set_ylim(-0.5, 4.0)
+    ax.axis("off")
+
+    def box(x, y, colour, text):
+        ax.add_patch(FancyBboxPatch((x, y), 1.8, 0.9, boxstyle="round,pad=0.05", facecolor=colour, edgecolor="black"))
+        ax.text(x + 0.9, y + 0.45, text, ha="center", va="center", fontsize=fontsize)
+
+    for c in range(n_chunks):
+        x = 0.5 + 2.3 * c
+        box(x, 2.2, "#cfe3f7", f"chunk {c}\nL steps")
+        box(x, 0.3, "#e4f7e4", f"h of chunk {c}")
+        ax.annotate("", (x + 0.9, 1.25), (x + 0.9, 2.15), arrowprops=dict(arrowstyle="->", lw=1.5))
+        if c < n_chunks - 1:
+            ax.annotate("", (x + 2.25, 2.65), (x + 1.85, 2.65), arrowprops=dict(arrowstyle="->", lw=2, color="tab:red"))
+            ax.text(x + 2.05, 3.25, f"$C_{c + 1}, n_{c + 1}, m_{c + 1}$", ha="center", fontsize=fontsize,
+                    color="tab:red")
+    ax.text(0.5, 3.75, "kernel 1: the states entering each chunk, sequential over chunks (red)", fontsize=fontsize,
+            color="tab:red")
+    ax.text(0.5, -0.35, "kernel 2: the outputs, every chunk at once (black)", fontsize=fontsize)
+    return ax

@@ -52,3 +52,15 @@ def test_tile_explorer_responds_to_its_sliders():
     assert {"Sq", "Sk", "tile", "causal"} <= set(controls)
     controls["Sq"].value = 20  # moving a slider re-runs the view without error
     assert view.widget.result is None
+
+
+def test_tiled_kernel_without_reuse_rereads_k_and_v_per_query_tile():
+    # bf16, Sq = Sk = S: I = 4 S^2 D / (2 (2 S D + 2 S D T)) = S / (1 + T), T = ceil(S / BLOCK_M) query tiles.
+    assert roofline.arithmetic_intensity(4096, 4096, 64, naive=False, block_m=128) == pytest.approx(4096 / 33)
+    assert roofline.arithmetic_intensity(1000, 1000, 64, naive=False, block_m=64) == pytest.approx(1000 / 17)
+    assert roofline.arithmetic_intensity(4096, 4096, 64, naive=True) < \
+        roofline.arithmetic_intensity(4096, 4096, 64, naive=False, block_m=128) < roofline.H100_SXM.ridge
+
+
+def test_chunkwise_diagram_draws_one_box_pair_per_chunk():
+    assert len(roofline.plot_chunkwise_kernels(n_chunks=3).patches) == 6

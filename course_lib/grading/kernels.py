@@ -8,7 +8,11 @@ own buffers, built so that the classic kernel bugs become visible by public mean
 * every output buffer is poisoned with NaN before the launch -- a tile the kernel never writes stays
   NaN ("never written");
 * the guard cells of every output buffer hold a sentinel -- a store without its mask overwrites one;
-* sizes are never multiples of the block size.
+* most sizes are not multiples of the block size (a few are, so both cases are covered), and input
+  and output rows have different strides.
+
+On a machine with a CUDA GPU the kernels are compiled and the buffers live on the GPU (float64 cases
+run in float32 there); the checks themselves run on CPU copies.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from course_lib._triton import TRITON_MODE, kernel_device
 from course_lib.grading.core import Grader, dtype_name, exercise, mistake
 
 SENTINEL = 4321.0  # written into the guard cells of output buffers; a store without a mask overwrites it
@@ -44,28 +49,39 @@ def _check_kernel(g: Grader, fn: Any, params: list[str]) -> None:
     g.ok("signature", f"a Triton kernel with parameters ({', '.join(params)})")
 
 
+def _case_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 cases run in float32 on a GPU (compiled kernels there are graded in the GPU's dtypes)."""
+    return torch.float32 if dtype == torch.float64 and TRITON_MODE == "gpu" else dtype
+
+
+def _rows(buf: torch.Tensor, R: int, C: int, guard: int) -> torch.Tensor:
+    """The (R, C) view of rows of stride C + guard at the start of ``buf``."""
+    return buf[: R * (C + guard)].view(R, C + guard)[:, :C]
+
+
 def _guarded(x: torch.Tensor, guard: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(buffer, view): ``x`` (R, C) copied into rows of stride C + guard of a NaN-filled buffer with guard rows."""
+    """(buffer, view) on the kernel device: ``x`` (R, C) in rows of stride C + guard, NaN in every guard cell."""
     R, C = x.shape
-    buf = torch.full(((R + 1) * (C + guard),), math.nan, dtype=x.dtype)
-    view = buf[: R * (C + guard)].view(R, C + guard)[:, :C]
+    buf = torch.full(((R + 1) * (C + guard),), math.nan, dtype=x.dtype, device=kernel_device())
+    view = _rows(buf, R, C, guard)
     view.copy_(x)
     return buf, view
 
 
 def _output(shape: tuple[int, int], guard: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(buffer, view): a NaN-poisoned (R, C) output view inside a buffer whose guard cells hold SENTINEL."""
+    """(buffer, view) on the kernel device: a NaN-poisoned (R, C) view; the guard cells hold SENTINEL."""
     R, C = shape
-    buf = torch.full(((R + 1) * (C + guard),), SENTINEL, dtype=dtype)
-    view = buf[: R * (C + guard)].view(R, C + guard)[:, :C]
+    buf = torch.full(((R + 1) * (C + guard),), SENTINEL, dtype=dtype, device=kernel_device())
+    view = _rows(buf, R, C, guard)
     view.fill_(math.nan)
     return buf, view
 
 
 def _guard_untouched(g: Grader, buf: torch.Tensor, view: torch.Tensor, name: str, case: str, hint: str) -> None:
-    inside = torch.zeros_like(buf, dtype=torch.bool)
     R, C = view.shape
     stride = view.stride(0)
+    buf = buf.cpu()
+    inside = torch.zeros_like(buf, dtype=torch.bool)
     for r in range(R):
         inside[r * stride: r * stride + C] = True
     changed = (buf != SENTINEL) & ~inside
@@ -79,7 +95,7 @@ def _guard_untouched(g: Grader, buf: torch.Tensor, view: torch.Tensor, name: str
 
 
 def _all_written(g: Grader, out: torch.Tensor, name: str, case: str, hint: str) -> None:
-    unwritten = torch.isnan(out)
+    unwritten = torch.isnan(out.cpu())
     if bool(unwritten.any()):
         idx = unwritten.nonzero()[0].tolist()
         g.fail("finite", f"every element of {name} written ({case})",
@@ -87,10 +103,21 @@ def _all_written(g: Grader, out: torch.Tensor, name: str, case: str, hint: str) 
                f"your kernel never wrote them or it read a NaN guard cell past the end of a row ({hint})")
 
 
-def _launch(g: Grader, case: str, launch: Callable[[], None]) -> None:
+def _unsolved(fn: Any) -> bool:
+    """The exercise stub: its body raises NotImplementedError (compiled Triton cannot even compile a raise)."""
+    try:
+        source = inspect.getsource(getattr(fn, "fn", fn))
+    except (OSError, TypeError):
+        return False
+    return "raise NotImplementedError" in source
+
+
+def _launch(g: Grader, case: str, launch: Callable[[], None], fn: Any = None) -> None:
     """Run the launch closure through Grader.call (errors, time limit) -- the kernel returns nothing."""
 
     def run_kernel():
+        if fn is not None and _unsolved(fn):
+            raise NotImplementedError()
         try:
             launch()
         except Exception as exc:  # noqa: BLE001 - the interpreter wraps the learner's errors
@@ -101,6 +128,8 @@ def _launch(g: Grader, case: str, launch: Callable[[], None]) -> None:
                 # Report the learner's own error (e.g. a shape mismatch in tl.dot), not the wrapper.
                 raise cause from None
             raise
+        if TRITON_MODE == "gpu":
+            torch.cuda.synchronize()
 
     g.call(run_kernel, case)
 
@@ -151,19 +180,21 @@ def grade_softmax_rows_kernel(g: Grader, fn) -> None:
     cases = [(3, 5, torch.float32, 0.0), (2, 16, torch.float64, 0.0), (4, 33, torch.float32, 0.0),
              (1, 1, torch.float64, 0.0), (2, 100, torch.float32, 0.0), (3, 7, torch.float32, 100.0)]
     for R, C, dtype, offset in cases:
+        dtype = _case_dtype(dtype)
         BLOCK = 1 << max(C - 1, 0).bit_length()
         x = (torch.randn(R, C, generator=g.gen, dtype=torch.float64) * 5.0 + offset).to(dtype)
         label = "large scores (x around 100)" if offset else "ragged" if C != BLOCK else "n_cols == BLOCK"
         case = f"X: ({R}, {C}) {dtype_name(dtype)}, BLOCK={BLOCK}, {label}"
         xbuf, xv = _guarded(x, BLOCK)
-        ybuf, yv = _output((R, C), BLOCK, dtype)
+        # Y's rows have a different stride from X's: using x_stride for Y writes to the wrong places.
+        ybuf, yv = _output((R, C), BLOCK + 3, dtype)
         _launch(g, case, lambda xv=xv, yv=yv, C=C, BLOCK=BLOCK, R=R: fn[(R,)](
-            xv, yv, C, xv.stride(0), yv.stride(0), BLOCK=BLOCK))
-        _guard_untouched(g, ybuf, yv, "Y's rows", case, "store with mask=cols < n_cols")
+            xv, yv, C, xv.stride(0), yv.stride(0), BLOCK=BLOCK), fn)
+        _guard_untouched(g, ybuf, yv, "Y's rows", case, "store with mask=cols < n_cols, at Y + r * y_stride")
         if not offset:
             _all_written(g, yv, "Y", case, "load with mask=cols < n_cols, other=-float('inf'); "
                                            "store with the same mask")
-        g.check_tensor(yv.clone(), softmax_rows_reference(x.double()), "Y", case, dtype=dtype, args=dict(x=x))
+        g.check_tensor(yv.cpu(), softmax_rows_reference(x.double()), "Y", case, dtype=dtype, args=dict(x=x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,6 +299,7 @@ def grade_online_lse_kernel(g: Grader, fn) -> None:
              (1, 1, 16, torch.float64, 1.0, False), (2, 4000, 16, torch.float16, 0.05, False),
              (40, 40, 16, torch.float64, 3.0, True), (37, 50, 16, torch.float32, 3.0, True)]
     for R, C, BLOCK, dtype, spread, causal in cases:
+        dtype = _case_dtype(dtype)
         # A rising trend along the row makes the maximum grow tile after tile: rescaling matters.
         trend = torch.linspace(0, spread * 4, C, dtype=torch.float64)
         x = (torch.randn(R, C, generator=g.gen, dtype=torch.float64) * spread + trend).to(dtype)
@@ -277,9 +309,9 @@ def grade_online_lse_kernel(g: Grader, fn) -> None:
         # OUT: R contiguous values (one per row), followed by guard cells.
         obuf, ov = _output((1, R), BLOCK, torch.float32 if dtype == torch.float16 else dtype)
         _launch(g, case, lambda xv=xv, ov=ov, C=C, BLOCK=BLOCK, R=R, causal=causal: fn[(R,)](
-            xv, ov[0], C, xv.stride(0), CAUSAL=causal, BLOCK=BLOCK))
+            xv, ov[0], C, xv.stride(0), CAUSAL=causal, BLOCK=BLOCK), fn)
         _guard_untouched(g, obuf, ov, "OUT", case, "each program stores one value, at OUT + r")
-        out = ov[0].clone()
+        out = ov[0].cpu()
         if bool(torch.isnan(out).any()):
             _all_written(g, ov, "OUT", case, "load with mask=cols < n_cols, other=-float('inf')")
         # float16 inputs, float32 accumulation: the result is good to ~1e-5 (a float16 sum drifts by ~1e-3).
@@ -369,6 +401,7 @@ def grade_mlstm_intra_chunk_kernel(g: Grader, fn) -> None:
     cases = [(16, 16, 16, 16, torch.float64), (37, 16, 16, 24, torch.float32), (40, 32, 16, 16, torch.float64),
              (5, 16, 32, 16, torch.float32), (70, 32, 8, 8, torch.float64)]
     for S, L, D, DV, dtype in cases:
+        dtype = _case_dtype(dtype)
         BLOCK_D, BLOCK_DV = max(16, 1 << (D - 1).bit_length()), max(16, 1 << (DV - 1).bit_length())
         q, k = (g.randn(S, D) for _ in range(2))
         v = g.randn(S, DV)
@@ -379,12 +412,13 @@ def grade_mlstm_intra_chunk_kernel(g: Grader, fn) -> None:
         case = f"S={S}, L={L}, D={D}, DV={DV}, {dtype_name(dtype)}" + (" (ragged last chunk)" if S % L else "")
         # Rows as one contiguous block: the kernel indexes row t at t * D (or t * DV); the guard comes after.
         flat = {name: torch.cat([t.to(dtype).reshape(-1), torch.full((L * max(D, DV),), math.nan, dtype=dtype)])
-                for name, t in dict(q=q, k=k, v=v, b=b, i=i).items()}
-        hbuf = torch.full((S * DV + L * DV,), SENTINEL, dtype=dtype)
+                .to(kernel_device()) for name, t in dict(q=q, k=k, v=v, b=b, i=i).items()}
+        hbuf = torch.full((S * DV + L * DV,), SENTINEL, dtype=dtype, device=kernel_device())
         hbuf[: S * DV] = math.nan
         _launch(g, case, lambda flat=flat, hbuf=hbuf, S=S, D=D, DV=DV, L=L, BD=BLOCK_D, BDV=BLOCK_DV: fn[
             (math.ceil(S / L),)](flat["q"], flat["k"], flat["v"], flat["b"], flat["i"], hbuf, S, D, DV, D ** -0.5,
-                                 1e-6, L=L, BLOCK_D=BD, BLOCK_DV=BDV))
+                                 1e-6, L=L, BLOCK_D=BD, BLOCK_DV=BDV), fn)
+        hbuf = hbuf.cpu()
         outside = hbuf[S * DV:]
         if bool((outside != SENTINEL).any()):
             g.fail("properties", f"writes only inside H ({case})",
@@ -396,53 +430,72 @@ def grade_mlstm_intra_chunk_kernel(g: Grader, fn) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# attention_intensity (a derivation, checked numerically)
+# flash_attention_intensity (a derivation, checked numerically)
 # --------------------------------------------------------------------------------------------
 
 
-def _intensity(S, D, bytes_per_element, flops_per_mac=2, score_passes=4, io=4):
+def _intensity(S, D, bytes_per_element, BLOCK_M, *, flops_per_mac=2, kv_reads=None, v_once=False, naive=False):
     flops = 2 * flops_per_mac * S * S * D  # two products, Q Kᵀ and P V, of S·S·D multiply-adds each
-    elements = score_passes * S * S + io * S * D
+    tiles = math.ceil(S / BLOCK_M) if kv_reads is None else kv_reads
+    if naive:
+        elements = 4 * S * S + 4 * S * D
+    else:
+        # Q read once, O written once; every program of BLOCK_M queries reads all of K and V.
+        elements = 2 * S * D + S * D * tiles + S * D * (1 if v_once else tiles)
     return torch.tensor(flops / (elements * bytes_per_element), dtype=torch.float64)
 
 
-def attention_intensity_reference(S, D, bytes_per_element):
-    """FLOPs per byte of naive attention's forward pass for one head (Sq = Sk = S)."""
-    return _intensity(S, D, bytes_per_element)
+def flash_attention_intensity_reference(S, D, bytes_per_element, BLOCK_M):
+    """FLOPs per byte of the tiled forward kernel for one head (Sq = Sk = S), K and V re-read per query tile."""
+    return _intensity(S, D, bytes_per_element, BLOCK_M)
 
 
-@mistake("attention_intensity", "the FLOPs are half the right count: a multiply-add counted as one FLOP instead of "
-                                "two, or only one of the two products (Q Kᵀ, P V) counted")
-def _intensity_one_flop_per_mac(S, D, bytes_per_element):
-    return _intensity(S, D, bytes_per_element, flops_per_mac=1)
+@mistake("flash_attention_intensity", "K and V are counted once (the ideal with perfect cache reuse) instead of "
+                                      "once per tile of BLOCK_M queries")
+def _intensity_kv_once(S, D, bytes_per_element, BLOCK_M):
+    return _intensity(S, D, bytes_per_element, BLOCK_M, kv_reads=1)
 
 
-@mistake("attention_intensity", "the weights P are neither written nor read back: only the scores S cross memory "
-                                "(2·S² elements instead of 4·S²)")
-def _intensity_scores_only(S, D, bytes_per_element):
-    return _intensity(S, D, bytes_per_element, score_passes=2)
+@mistake("flash_attention_intensity", "only K is re-read for every query tile; V is counted once")
+def _intensity_v_once(S, D, bytes_per_element, BLOCK_M):
+    return _intensity(S, D, bytes_per_element, BLOCK_M, v_once=True)
 
 
-@mistake("attention_intensity", "the traffic counts only the S×S matrices and forgets reading Q, K, V and "
-                                "writing O")
-def _intensity_no_io(S, D, bytes_per_element):
-    return _intensity(S, D, bytes_per_element, io=0)
+@mistake("flash_attention_intensity", "the number of query tiles is S // BLOCK_M: the last, partial tile (which "
+                                      "also reads all of K and V) is forgotten")
+def _intensity_floor_tiles(S, D, bytes_per_element, BLOCK_M):
+    if S % BLOCK_M == 0:
+        raise ValueError("floor and ceiling agree")
+    return _intensity(S, D, bytes_per_element, BLOCK_M, kv_reads=S // BLOCK_M)
 
 
-@exercise("attention_intensity", module="07", title="Predict, then derive: the arithmetic intensity of naive "
-                                                    "attention", points=1, difficulty="easy", minutes=10,
-          signature="attention_intensity(S, D, bytes_per_element) -> float: FLOPs per byte of one head's naive "
-                    "forward pass (Sq = Sk = S; a multiply-add is 2 FLOPs; S and P each written once and read once; "
-                    "Q, K, V read and O written once)")
-def grade_attention_intensity(g: Grader, fn) -> None:
-    g.check_signature(fn, ["S", "D", "bytes_per_element"])
-    for S, D, nbytes in [(4096, 64, 2), (1024, 128, 2), (512, 64, 4), (8192, 128, 2), (128, 16, 4)]:
-        case = f"S={S}, D={D}, bytes_per_element={nbytes}"
-        out = g.call(fn, case, S, D, nbytes)
+@mistake("flash_attention_intensity", "the naive traffic is counted (the S×S scores and weights written and read "
+                                      "back), which a tiled kernel never stores")
+def _intensity_naive(S, D, bytes_per_element, BLOCK_M):
+    return _intensity(S, D, bytes_per_element, BLOCK_M, naive=True)
+
+
+@mistake("flash_attention_intensity", "the FLOPs are half the right count: a multiply-add counted as one FLOP "
+                                      "instead of two, or only one of the two products (Q Kᵀ, P V) counted")
+def _intensity_half_flops(S, D, bytes_per_element, BLOCK_M):
+    return _intensity(S, D, bytes_per_element, BLOCK_M, flops_per_mac=1)
+
+
+@exercise("flash_attention_intensity", module="07", title="Predict, then derive: the arithmetic intensity of the "
+                                                          "tiled kernel", points=1, difficulty="easy", minutes=15,
+          signature="flash_attention_intensity(S, D, bytes_per_element, BLOCK_M) -> float: FLOPs per byte of the "
+                    "flash forward kernel for one head (Sq = Sk = S, not causal; a multiply-add is 2 FLOPs; Q read "
+                    "and O written once; each program of BLOCK_M queries reads all of K and V; lse ignored)")
+def grade_flash_attention_intensity(g: Grader, fn) -> None:
+    g.check_signature(fn, ["S", "D", "bytes_per_element", "BLOCK_M"])
+    for S, D, nbytes, block in [(4096, 64, 2, 128), (1000, 64, 2, 64), (513, 128, 2, 128), (2048, 128, 4, 64),
+                                (100, 16, 4, 32)]:
+        case = f"S={S}, D={D}, bytes_per_element={nbytes}, BLOCK_M={block}"
+        out = g.call(fn, case, S, D, nbytes, block)
         if isinstance(out, torch.Tensor) and out.numel() == 1:
             out = out.item()
         g.expect(isinstance(out, (int, float)) and not isinstance(out, bool), "types", f"returns a number ({case})",
                  f"expected a Python float, got {type(out).__name__}")
-        g.check_tensor(torch.tensor(float(out), dtype=torch.float64), attention_intensity_reference(S, D, nbytes),
-                       "intensity", case, tol=dict(atol=1e-9, rtol=1e-9),
-                       args=dict(S=S, D=D, bytes_per_element=nbytes))
+        g.check_tensor(torch.tensor(float(out), dtype=torch.float64),
+                       flash_attention_intensity_reference(S, D, nbytes, block), "intensity", case,
+                       tol=dict(atol=1e-9, rtol=1e-9), args=dict(S=S, D=D, bytes_per_element=nbytes, BLOCK_M=block))

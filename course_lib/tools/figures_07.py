@@ -47,30 +47,8 @@ def flash_tiles(path: Path) -> Path:
 def chunkwise_kernels(path: Path) -> Path:
     """The two chunkwise mLSTM kernels: a sequential pass over chunks, then all chunks in parallel."""
     fig = Figure(figsize=(10.0, 3.6), layout="constrained")
-    ax = fig.subplots()
-    ax.set_xlim(0, 10)
-    ax.set_ylim(-0.5, 4.0)
-    ax.axis("off")
-    for c in range(4):
-        x = 0.5 + 2.3 * c
-        ax.add_patch(_rect(x, 2.2, 1.8, 0.9, "#cfe3f7"))
-        ax.text(x + 0.9, 2.65, f"chunk {c}\nL steps", ha="center", va="center", fontsize=15)
-        ax.add_patch(_rect(x, 0.3, 1.8, 0.9, "#e4f7e4"))
-        ax.text(x + 0.9, 0.75, f"h of chunk {c}", ha="center", va="center", fontsize=15)
-        ax.annotate("", (x + 0.9, 1.25), (x + 0.9, 2.15), arrowprops=dict(arrowstyle="->", lw=1.5))
-        if c < 3:
-            ax.annotate("", (x + 2.25, 2.65), (x + 1.85, 2.65), arrowprops=dict(arrowstyle="->", lw=2, color="tab:red"))
-            ax.text(x + 2.05, 3.25, f"$C_{c + 1}, n_{c + 1}, m_{c + 1}$", ha="center", fontsize=15, color="tab:red")
-    ax.text(0.5, 3.75, "kernel 1: the states entering each chunk, sequential over chunks (red)", fontsize=15,
-            color="tab:red")
-    ax.text(0.5, -0.35, "kernel 2: the outputs, every chunk at once (black)", fontsize=15)
+    roofline.plot_chunkwise_kernels(ax=fig.subplots(), fontsize=15)
     return _save(fig, path)
-
-
-def _rect(x: float, y: float, w: float, h: float, colour: str):
-    from matplotlib.patches import FancyBboxPatch
-
-    return FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", facecolor=colour, edgecolor="black")
 
 
 FIGURES = {

@@ -13,15 +13,18 @@ import triton
 import triton.language as tl
 
 # isort: on
+import math
+
 import pytest
 from helpers import assert_passes, assert_rejected_at, grade_outcome
 
 from course_lib.grading import EXERCISES
 from course_lib.grading.core import MISTAKES
+from course_lib.grading.kernels import flash_attention_intensity_reference
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy overflow inside the interpreter
 
-MODULE_07 = ["softmax_rows_kernel", "online_lse_kernel", "mlstm_intra_chunk_kernel", "attention_intensity"]
+MODULE_07 = ["softmax_rows_kernel", "online_lse_kernel", "mlstm_intra_chunk_kernel", "flash_attention_intensity"]
 
 
 def test_module_07_exercises_are_registered():
@@ -91,6 +94,21 @@ def softmax_wrong_order(X, n_cols, Y, x_stride, y_stride, BLOCK: tl.constexpr):
     r = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     tl.store(Y + r * y_stride + cols, tl.load(X + r * x_stride + cols), mask=cols < n_cols)
+
+
+@triton.jit
+def softmax_x_stride_for_y(X, Y, n_cols, x_stride, y_stride, BLOCK: tl.constexpr):
+    r = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    x = tl.load(X + r * x_stride + cols, mask=mask, other=-float("inf")).to(tl.float32)
+    e = tl.exp(x - tl.max(x, 0))
+    tl.store(Y + r * x_stride + cols, (e / tl.sum(e, 0)).to(Y.dtype.element_ty), mask=mask)
+
+
+def test_softmax_rows_kernel_rejects_the_input_stride_used_for_the_output():
+    passed, stage, text = grade_outcome("softmax_rows_kernel", softmax_x_stride_for_y)
+    assert not passed and stage in ("properties", "finite", "values"), text
 
 
 def test_softmax_rows_kernel_accepts_a_correct_kernel():
@@ -420,24 +438,28 @@ def test_every_kernel_catalogue_has_at_least_three_mistakes(exercise_id):
 
 
 # --------------------------------------------------------------------------------------------
-# attention_intensity
+# flash_attention_intensity
 # --------------------------------------------------------------------------------------------
 
 
-def test_attention_intensity_accepts_correct_derivations():
-    assert_passes("attention_intensity", lambda S, D, bytes_per_element: (4 * S * S * D) / (
-        (4 * S * S + 4 * S * D) * bytes_per_element))
-    assert_passes("attention_intensity", lambda S, D, bytes_per_element: D * S / (bytes_per_element * (S + D)))
+def test_flash_attention_intensity_accepts_correct_derivations():
+    assert_passes("flash_attention_intensity", lambda S, D, bytes_per_element, BLOCK_M: (4 * S * S * D) / (
+        (2 * S * D + 2 * S * D * math.ceil(S / BLOCK_M)) * bytes_per_element))
+    assert_passes("flash_attention_intensity", lambda S, D, bytes_per_element, BLOCK_M: 2 * S / (
+        bytes_per_element * (1 + -(-S // BLOCK_M))))
 
 
-@pytest.mark.parametrize("wrong", MISTAKES["attention_intensity"], ids=lambda m: m.fn.__name__)
-def test_attention_intensity_names_each_catalogued_mistake(wrong):
-    def learner(S, D, bytes_per_element):
-        return float(wrong.fn(S, D, bytes_per_element))
+@pytest.mark.parametrize("wrong", MISTAKES["flash_attention_intensity"], ids=lambda m: m.fn.__name__)
+def test_flash_attention_intensity_names_each_catalogued_mistake(wrong):
+    def learner(S, D, bytes_per_element, BLOCK_M):
+        try:
+            return float(wrong.fn(S, D, bytes_per_element, BLOCK_M))
+        except ValueError:  # the floor/ceiling mistake agrees with the answer when BLOCK_M divides S
+            return float(flash_attention_intensity_reference(S, D, bytes_per_element, BLOCK_M))
 
-    text = assert_rejected_at("attention_intensity", learner, "values")
+    text = assert_rejected_at("flash_attention_intensity", learner, "values")
     assert f"your output matches what you get when {wrong.description}" in text
 
 
-def test_attention_intensity_rejects_a_tensor_of_the_wrong_kind():
-    assert_rejected_at("attention_intensity", lambda S, D, bytes_per_element: "31.5", "types")
+def test_flash_attention_intensity_rejects_a_string():
+    assert_rejected_at("flash_attention_intensity", lambda S, D, bytes_per_element, BLOCK_M: "124", "types")
