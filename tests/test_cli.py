@@ -66,3 +66,60 @@ def test_check_grades_the_exercise_notebook_from_the_terminal(tmp_path):
     assert "PASS check_softplus" in solved.stdout
     entry = json.loads(path.read_text())["softplus"]
     assert entry["attempts"] == 1 and entry["passed"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["progress", "42"], "no module 42 in this course"),
+    (["build-exercises", "42"], "no module 42 in this course"),
+    (["release", "{tmp}/class", "42"], "no module 42 in this course"),
+    (["autograde", "{tmp}/no-such-class", "{tmp}"], "is not a course directory made by `course release`"),
+    (["check", "{tmp}/missing.ipynb"], "no notebook"),
+    (["check", "42"], "no notebooks for modules ['42']"),
+])
+def test_unknown_modules_and_missing_folders_are_clear_errors(tmp_path, capsys, args, message):
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert not (tmp_path / "class").exists(), "nothing half-made"
+
+
+def test_check_grades_a_copy_anywhere_and_shows_the_notebooks_detail(tmp_path):
+    """The README tells learners to work on a copy: `course check PATH` grades it, with the sub-check detail."""
+    import nbformat
+
+    from course_lib.tools.nbgrader_course import course_root
+
+    nb = nbformat.read(course_root() / "exercises" / "00_start_here.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "softplus_solution")
+    cell.source = "def softplus(x):\n    return torch.clamp(x, min=0)"
+    nbformat.write(nb, tmp_path / "my copy.ipynb")
+    proc = run_cli("check", str(tmp_path / "my copy.ipynb"), env={"COURSE_PROGRESS": "off"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "FAIL check_softplus" in out
+    assert "FAIL values" in out and "max abs error" in out and "worst at index" in out
+    assert "diagnosis: your output matches what you get when" in out
+    assert "sub-check(s) passed" in out and "PASS " not in out.split("FAIL check_softplus", 1)[1]
+    assert "without encryption" not in proc.stderr
+
+
+def test_course_test_runs_only_the_paths_it_is_given(monkeypatch):
+    import course_lib.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    monkeypatch.setenv("COURSE_PROGRESS", "on")
+    assert main(["test", "tests/test_environment.py", "-x"]) == 0
+    cmd = calls[-1]
+    assert "tests/test_environment.py" in cmd and "-x" in cmd
+    assert not {"tests", "notebooks", "solutions"} & set(cmd)
+    assert main(["test", "-k", "softplus"]) == 0
+    assert {"tests", "notebooks", "solutions"} <= set(calls[-1])
+    assert any(a.startswith("--nbval-cell-timeout=") for a in calls[-1])
+
+
+def test_doctor_says_how_to_enable_the_browser_tests(tmp_path):
+    proc = run_cli("doctor", env={"PATH": str(tmp_path)})
+    assert "chromium    missing" in proc.stdout
+    assert "browser tests (slides, JupyterLab) are skipped" in proc.stdout
+    assert "COURSE_INSTALL_BROWSER=1 ./course test" in proc.stdout

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 NOTEBOOK_BUDGET_S = 120.0
 SUITE_BUDGET_S = 15 * 60.0
@@ -23,14 +23,19 @@ END = "<!-- bench:end -->"
 
 
 def time_notebook(path: Path, timeout: int = 600) -> tuple[float, str]:
-    """Seconds to execute ``path`` top to bottom in a fresh kernel, and "ok" or the error."""
+    """Seconds to execute ``path`` top to bottom in a fresh kernel, and "ok" or the error.
+
+    A cell that runs past ``timeout`` seconds is stopped and named in the status.
+    """
+    from course_lib.tools.notebook_grading import NotebookTimeout, execute_notebook
+
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     try:
-        client.execute()
+        execute_notebook(nb, path, timeout)
         status = "ok"
+    except NotebookTimeout as exc:
+        status = f"stopped: {str(exc).split(': ', 1)[1]}"
     except Exception as exc:  # noqa: BLE001 - reported in the table
         status = f"error: {type(exc).__name__}"
     return time.perf_counter() - start, status
@@ -45,14 +50,21 @@ def machine_line() -> str:
 
 
 def run_bench(root: Path, notebooks: bool = True, tests: bool = False, kernels: bool = True,
-              out: Path | None = None) -> int:
+              out: Path | None = None, timeout: int = 600) -> int:
+    """Measure what is asked for and merge it into ``out`` (rows not measured this time are kept)."""
+    from tqdm.auto import tqdm
+
     out = out or root / "benchmarks" / "RESULTS.md"
-    rows = []
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"no folder {out.parent} for the results file (create it first)")
+    today = time.strftime("%Y-%m-%d")
+    rows: dict[str, tuple[str, str, str, str]] = {}
     failures = 0
     comparisons = []
     if kernels:
         from course_lib.tools.kernel_bench import run_comparisons
 
+        print("timing the course's implementations against torch ...", flush=True)
         comparisons = run_comparisons()
         for c in comparisons:
             print(f"{c.name:<14} {c.ours:<48} {c.ours_ms:9.2f} ms  {c.theirs:<32} {c.theirs_ms:9.2f} ms  "
@@ -60,38 +72,84 @@ def run_bench(root: Path, notebooks: bool = True, tests: bool = False, kernels: 
     if notebooks:
         paths = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
             (root / "solutions").glob("[0-9][0-9]_*.ipynb"))
-        for path in paths:
-            seconds, status = time_notebook(path)
+        bar = tqdm(paths, desc="notebooks", unit="notebook")
+        for path in bar:
+            name = f"{path.parent.name}/{path.name}"
+            bar.set_postfix_str(name)
+            seconds, status = time_notebook(path, timeout)
             within = seconds <= NOTEBOOK_BUDGET_S and status == "ok"
             failures += not within
-            rows.append((f"{path.parent.name}/{path.name}", seconds, NOTEBOOK_BUDGET_S, status, within))
-            print(f"{rows[-1][0]:<40} {seconds:7.1f} s  {status}", flush=True)
+            rows[name] = _row(seconds, NOTEBOOK_BUDGET_S, status, within, today)
+            bar.write(f"{name:<40} {seconds:7.1f} s  {status}")
     if tests:
+        print("running the whole test suite (`course test`) ...", flush=True)
         start = time.perf_counter()
         rc = subprocess.call([sys.executable, "-m", "course_lib.cli", "test"], cwd=root)
         seconds = time.perf_counter() - start
         within = seconds <= SUITE_BUDGET_S and rc == 0
         failures += not within
-        rows.append(("test suite (`course test`, 2 workers)", seconds, SUITE_BUDGET_S,
-                     "ok" if rc == 0 else f"exit {rc}", within))
+        rows[SUITE_ROW] = _row(seconds, SUITE_BUDGET_S, "ok" if rc == 0 else f"exit {rc}", within, today)
         print(f"test suite {seconds:.1f} s (exit {rc})", flush=True)
-    table = [START, f"Measured {time.strftime('%Y-%m-%d')} on: {machine_line()}", ""]
-    if rows:
-        table += ["Run times (wall-clock seconds, one run, fresh kernel per notebook):", "",
-                  "| what | seconds | budget | status |", "|---|---:|---:|---|"]
-        for name, seconds, budget, status, within in rows:
-            table.append(f"| {name} | {seconds:.1f} | {budget:.0f} | {status}{'' if within else ' (over budget)'} |")
+    old_rows, old_comparisons = _read_block(out)
+    merged = {**old_rows, **rows}
+    table = [START, f"Measured on: {machine_line()}", ""]
+    if merged:
+        table += ["Run times (wall-clock seconds, one run, fresh kernel per notebook; `measured` is the date of "
+                  "the run that produced the row, rows not re-measured are kept):", "",
+                  "| what | seconds | budget | status | measured |", "|---|---:|---:|---|---|"]
+        table += [f"| {name} | {' | '.join(cells)} |" for name, cells in sorted(merged.items(), key=_row_order)]
         table.append("")
     if comparisons:
         from course_lib.tools.kernel_bench import comparison_table
 
         device = "GPU" if comparisons[0].device == "cuda" else "CPU"
         table += [f"Course implementations against torch on the {device} (median of 7 runs; ratio = course / torch, "
-                  "below 1 is faster than torch):", "", *comparison_table(comparisons), ""]
+                  f"below 1 is faster than torch; measured {today}):", "", *comparison_table(comparisons), ""]
+    elif old_comparisons:
+        table += [*old_comparisons, ""]
     table.append(END)
     _write_section(out, "\n".join(table))
     print(f"wrote {out}")
     return 0 if failures == 0 else 1
+
+
+SUITE_ROW = "test suite (`course test`, 2 workers)"
+
+
+def _row(seconds: float, budget: float, status: str, within: bool, date: str) -> tuple[str, str, str, str]:
+    return (f"{seconds:.1f}", f"{budget:.0f}", status + ("" if within else " (over budget)"), date)
+
+
+def _row_order(item: tuple[str, tuple]) -> tuple[int, str]:
+    name = item[0]
+    return (2 if name == SUITE_ROW else 0 if name.startswith("notebooks/") else 1, name)
+
+
+def _read_block(path: Path) -> tuple[dict[str, tuple[str, str, str, str]], list[str]]:
+    """The run-time rows and the comparison section of an existing results block (to merge into)."""
+    if not path.is_file():
+        return {}, []
+    text = path.read_text()
+    if START not in text or END not in text:
+        return {}, []
+    block = text.split(START, 1)[1].split(END, 1)[0]
+    measured = re.search(r"Measured (\d{4}-\d{2}-\d{2})", block)
+    default_date = measured.group(1) if measured else "earlier"
+    rows: dict[str, tuple[str, str, str, str]] = {}
+    comparisons: list[str] = []
+    in_comparisons = False
+    for line in block.splitlines():
+        if line.startswith("Course implementations against torch"):
+            in_comparisons = True
+        if in_comparisons:
+            comparisons.append(line)
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| ") else []
+        if len(cells) in (4, 5) and cells[0] != "what" and cells[1].replace(".", "").isdigit():
+            rows[cells[0]] = (cells[1], cells[2], cells[3], cells[4] if len(cells) == 5 else default_date)
+    while comparisons and not comparisons[-1].strip():
+        comparisons.pop()
+    return rows, comparisons
 
 
 def _write_section(path: Path, section: str) -> None:
@@ -103,5 +161,4 @@ def _write_section(path: Path, section: str) -> None:
         text = head + section + tail
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
