@@ -12,8 +12,10 @@ OPTIONAL = {
     "nbgrader": "exercise generation and autograding: pip install -e '.[dev]'",
     "nbval": "notebook tests: pip install -e '.[dev]'",
     "pytest": "the test suite: pip install -e '.[dev]'",
-    "playwright": "the slide browser test: pip install -e '.[dev]'",
+    "playwright": "the browser tests (slides, JupyterLab): pip install -e '.[dev]'",
 }
+BROWSER_TESTS_SKIPPED = ("without Chromium the browser tests (slides, JupyterLab) are skipped; to run them: "
+                         "sudo apt-get install chromium, or as root COURSE_INSTALL_BROWSER=1 ./course test")
 
 
 def _version(name: str) -> str | None:
@@ -69,6 +71,6 @@ def run_doctor() -> int:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     print(f"chromium    {chromium or 'missing'}")
     if not chromium:
-        print("  optional, for the slide browser test: sudo apt-get install chromium chromium-driver")
+        print(f"  optional: {BROWSER_TESTS_SKIPPED}")
     print("\nAll essential pieces are in place." if not problems else f"\n{problems} problem(s) found.")
     return 0 if not problems else 1
