@@ -58,8 +58,11 @@ def lab_command(root: Path, args: argparse.Namespace) -> tuple[list[str], dict[s
     if args.allow_root or (hasattr(os, "geteuid") and os.geteuid() == 0):
         # root is the normal user in containers and cloud notebooks; the server refuses it unless told
         cmd.append("--allow-root")
-    # the kernels talk to the server over local sockets: no TCP ports, no "without encryption" warning
-    if os.name == "posix":
+    # The kernels talk to the server over local sockets (no TCP ports, no "without encryption" warning)
+    # when the socket paths, <runtime dir>/kernel-<uuid>-ipc-N, fit the 107-byte limit of Unix sockets.
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    if os.name == "posix" and len(os.environ.get("JUPYTER_RUNTIME_DIR") or jupyter_runtime_dir()) <= 50:
         cmd.append("--KernelManager.transport=ipc")
     cmd.append(str(start.relative_to(root)))
     env = dict(os.environ)
