@@ -204,6 +204,8 @@ def test_round_trip_time(classroom):
     """Ten submissions; the time is stated in the README's instructor section."""
     assert classroom["seconds"] < 600, classroom["seconds"]
     print(f"autograde of 10 submissions: {classroom['seconds']:.0f} s")
+    for student, row in sorted(classroom["rows"].items()):
+        print(f"| {student} | {row['score'] or '-'}/{row['max_score']} | {row['status']} | {row['problems']} |")
 
 
 def test_course_directory_inside_the_repository_gets_a_note(tmp_path, capsys, monkeypatch):
