@@ -48,7 +48,8 @@ def corrupt(patterns: torch.Tensor, flip: float, generator: torch.Generator, exa
 
 def retrieval_comparison(d: int = 32, Ns: Sequence[int] = (4, 16, 64, 256, 1024, 4096), flip: float = 0.1,
                          n_queries: int = 200, beta: float = 1.0, dense_n: int = 3, seed: int = 0,
-                         tol: float = 1e-2, exact_flips: bool = False) -> dict[str, list[float]]:
+                         tol: float = 1e-2, exact_flips: bool = False, extra_betas: Sequence[float] = (),
+                         nearest: bool = False) -> dict[str, list[float]]:
     """One update of three networks on the same patterns and the same corrupted queries.
 
     For each N: N random ±1 patterns of dimension d; ``n_queries`` queries, each a random stored
@@ -57,12 +58,23 @@ def retrieval_comparison(d: int = 32, Ns: Sequence[int] = (4, 16, 64, 256, 1024,
     exactly for the sign networks (classical: one synchronous update with Hebbian weights; dense:
     one synchronous update with F(z) = z^dense_n), within relative error ``tol`` for the modern
     network (one update with β). Returns ``{"N": Ns, "classical": …, "dense n=3": …, "modern": …}``.
+
+    ``extra_betas`` adds one column ``"modern β=<b>"`` per value (the same queries, one update with
+    that β). ``nearest=True`` adds ``"nearest neighbour"``: the fraction of queries whose own pattern
+    has a strictly larger overlap than every other stored pattern — an upper bound for any memory
+    that returns the closest pattern (an exact copy of the own pattern elsewhere in X does not count
+as a rival). Neither option changes the random draws.
     """
     gen = torch.Generator().manual_seed(seed)
+    extra = {f"modern β={b:g}": b for b in extra_betas}
     rates: dict[str, list[float]] = {"N": list(Ns), "classical": [], f"dense n={dense_n}": [], "modern": []}
+    rates.update({name: [] for name in extra})
+    if nearest:
+        rates["nearest neighbour"] = []
     for N in Ns:
         X = random_patterns(N, d, gen)  # (N, d)
-        target = X[torch.randint(0, N, (n_queries,), generator=gen)]  # (n_queries, d)
+        index = torch.randint(0, N, (n_queries,), generator=gen)  # which pattern each query comes from
+        target = X[index]  # (n_queries, d)
         query = corrupt(target, flip, gen, exact=exact_flips)
         exact = {"classical": classical_update(query, hebbian_weights(X)),
                  f"dense n={dense_n}": dense_update(query, X, n=dense_n)}
@@ -71,6 +83,16 @@ def retrieval_comparison(d: int = 32, Ns: Sequence[int] = (4, 16, 64, 256, 1024,
         out = hopfield_retrieve(query, X, beta)
         rel = (out - target).norm(dim=-1) / target.norm(dim=-1)
         rates["modern"].append(float((rel < tol).double().mean()))
+        for name, b in extra.items():
+            out = hopfield_retrieve(query, X, b)
+            rel = (out - target).norm(dim=-1) / target.norm(dim=-1)
+            rates[name].append(float((rel < tol).double().mean()))
+        if nearest:
+            overlap = query @ X.T  # (n_queries, N)
+            own = overlap.gather(-1, index[:, None])  # (n_queries, 1)
+            same = (target @ X.T) == d  # (n_queries, N): the target itself and any exact copy of it
+            others = overlap.masked_fill(same, float("-inf")).amax(dim=-1, keepdim=True)
+            rates["nearest neighbour"].append(float((own > others).double().mean()))
     return rates
 
 

@@ -59,11 +59,17 @@ def plot_energy_landscape(X: torch.Tensor, beta: float, starts: torch.Tensor | N
 
 def plot_capacity(rates: Mapping[str, Sequence[float]], ax=None, spread: Mapping[str, Sequence[float]] | None = None,
                   title: str = "one update, d = 32, 10 % of bits flipped"):
-    """Retrieval success against the number of stored patterns N (log axis), one line per network."""
+    """Retrieval success against the number of stored patterns N (log axis), one line per network.
+
+    A ``"nearest neighbour"`` entry (an upper bound, not a network) is drawn as a dashed black line.
+    """
     ax = _axes(ax)
     Ns = np.asarray(rates["N"])
     for i, (name, values) in enumerate((k, v) for k, v in rates.items() if k != "N"):
         values = np.asarray(values)
+        if name == "nearest neighbour":
+            ax.semilogx(Ns, values, "--", base=2, label="nearest neighbour (bound)", color="k", lw=1.2)
+            continue
         ax.semilogx(Ns, values, "o-", base=2, label=name, color=f"C{i}")
         if spread is not None and name in spread:
             s = np.asarray(spread[name])

@@ -24,6 +24,7 @@ from course_lib.hopfield.experiments import (  # noqa: E402
     flip_bits,
     gaussian_memory,
     head_regimes,
+    random_patterns,
     retrieval_comparison,
 )
 from course_lib.hopfield.images import SHAPES, binary_images, corrupt_images  # noqa: E402
@@ -98,6 +99,29 @@ def test_retrieval_comparison_modern_beats_classical_at_many_patterns():
     assert rates["classical"][1] == 0.0  # 64 patterns in 32 dimensions: far beyond 0.14 d
     assert rates["modern"][1] > 0.8
     assert rates["dense n=3"][0] >= rates["classical"][0] - 0.1
+
+
+def test_retrieval_comparison_nearest_neighbour_bound_and_extra_beta():
+    plain = retrieval_comparison(d=16, Ns=(8, 512), n_queries=100, flip=0.15, seed=1)
+    rates = retrieval_comparison(d=16, Ns=(8, 512), n_queries=100, flip=0.15, seed=1, extra_betas=(50.0,),
+                                 nearest=True)
+    assert list(rates) == ["N", "classical", "dense n=3", "modern", "modern β=50", "nearest neighbour"]
+    assert all(rates[k] == v for k, v in plain.items())  # the options do not change the random draws
+    # the bound, counted by brute force: the own pattern is strictly the closest (largest overlap)
+    gen = torch.Generator().manual_seed(1)
+    for j, N in enumerate((8, 512)):
+        X = random_patterns(N, 16, gen)
+        index = torch.randint(0, N, (100,), generator=gen)
+        query = corrupt(X[index], 0.15, gen)
+        hits = 0
+        for q, i in zip(query, index, strict=True):
+            overlaps = X @ q  # an exact copy of the own pattern (likely among 512 in 16 dims) is no rival
+            hits += int(all(overlaps[i] > overlaps[m] for m in range(N) if not torch.equal(X[m], X[i])))
+        assert rates["nearest neighbour"][j] == hits / 100
+    assert rates["nearest neighbour"][1] < 1.0  # 512 patterns in 16 dimensions: some queries are lost to all
+    # a nearly hard max reaches the bound, and beta = 1 stays at or below it
+    assert rates["modern β=50"] == rates["nearest neighbour"]
+    assert all(m <= b for m, b in zip(rates["modern"], rates["nearest neighbour"], strict=True))
 
 
 def test_classical_capacity_curve_falls_with_load():
