@@ -369,15 +369,27 @@ def grade_update_is_attention(g: Grader, fn) -> None:
         ((2, 3), 3, 6, 8, 8, 16, 8, torch.float64, "(B, NH, ...) leading dimensions, d_k = 16"),
         ((2,), 6, 4, 5, 7, 4, 6, torch.float32, "float32"),
     ]
+    records, rule_case = [], ""
     for lead, S, N, d_r, d_y, d_k, d_v, dtype, label in specs:
         args = dict(R=g.randn(*lead, S, d_r, dtype=dtype), Y=g.randn(*lead, N, d_y, dtype=dtype),
                     W_Q=g.randn(d_r, d_k, dtype=dtype, scale=0.7), W_K=g.randn(d_y, d_k, dtype=dtype, scale=0.7),
                     W_V=g.randn(d_k, d_v, dtype=dtype))
         case = (f"R: {tuple(args['R'].shape)}, Y: {tuple(args['Y'].shape)}, d_k={d_k}, d_v={d_v}, "
                 f"{dtype_name(dtype)}, {label}")
-        result = g.call(fn, case, **args)
+        if records:
+            result = g.call(fn, case, **args)
+        else:  # the first case also records which functions the code called (for the rule below)
+            result, record = g.call_recording(fn, case, operators=False, **args)
+            records, rule_case = [record], case
         g.check_outputs(result, ref.update_as_attention(**as_float64(args)), ("Z", "weights"), case, dtype=dtype,
                         args=args)
     args = dict(R=g.randn(2, 3, 4), Y=g.randn(2, 5, 6), W_Q=g.randn(4, 4), W_K=g.randn(6, 4), W_V=g.randn(4, 3))
     check_gradients(g, fn, ref.update_as_attention, "R: (2, 3, 4), Y: (2, 5, 6), float64", args,
                     wrt=["R", "Y", "W_Q", "W_K", "W_V"])
+    # The exercise's point is that the update IS the attention call: module 03's function (recorded as a
+    # course_lib call) or PyTorch's must be among the functions the learner's code called.
+    used = [n for r in records for n in r.course + r.functions if n.endswith("scaled_dot_product_attention")]
+    g.expect(bool(used), "rules", f"follows the exercise's rules ({rule_case})",
+             "your function computes the attention itself; the exercise asks you to write it with "
+             "scaled_dot_product_attention (module 03's, imported above), so that the Hopfield update is "
+             "literally that call")

@@ -20,9 +20,18 @@ MODULE_04 = {"hopfield_retrieve": ["xi", "X", "beta", "n_steps", "return_weights
              "hebbian_weights": ["X"],
              "classical_update": ["xi", "W", "n_steps"],
              "update_is_attention": ["R", "Y", "W_Q", "W_K", "W_V"]}
+
+
+def update_is_attention_solution(R, Y, W_Q, W_K, W_V):
+    """The solution notebook's code. (``ref.update_as_attention`` calls the attention function from
+    inside course_lib, which the grader's rule does not count as the learner's own call.)"""
+    K = Y @ W_K
+    return scaled_dot_product_attention(R @ W_Q, K, K @ W_V)
+
+
 REFERENCES = {"hopfield_retrieve": ref.hopfield_retrieve, "hopfield_energy": ref.hopfield_energy,
               "hebbian_weights": ref.hebbian_weights, "classical_update": ref.classical_update,
-              "update_is_attention": ref.update_as_attention}
+              "update_is_attention": update_is_attention_solution}
 
 
 def named(text: str, description: str) -> bool:
@@ -378,16 +387,35 @@ def attention_torch(R, Y, W_Q, W_K, W_V):
     return Z, torch.softmax(Q @ K.mT / math.sqrt(K.shape[-1]), dim=-1)
 
 
+def attention_course_keywords(R, Y, W_Q, W_K, W_V):
+    """Correct: module 03's function with keyword arguments and an explicit scale."""
+    K = Y @ W_K
+    return scaled_dot_product_attention(q=R @ W_Q, k=K, v=K @ W_V, scale=K.shape[-1] ** -0.5)
+
+
+@pytest.mark.parametrize("fn", [attention_torch, attention_course_keywords])
+def test_attention_other_correct_versions_pass(fn):
+    assert_passes("update_is_attention", fn)
+
+
 def attention_as_hopfield_update(R, Y, W_Q, W_K, W_V):
-    """Correct: one Hopfield update of the queries in the key space, then W_V (associativity)."""
+    """Right numbers, but not the attention call: one Hopfield update in the key space, then W_V."""
     Q, K = R @ W_Q, Y @ W_K
     new, w = ref.hopfield_retrieve(Q, K, K.shape[-1] ** -0.5, return_weights=True)
     return new @ W_V, w
 
 
-@pytest.mark.parametrize("fn", [attention_torch, attention_as_hopfield_update])
-def test_attention_other_correct_versions_pass(fn):
-    assert_passes("update_is_attention", fn)
+def attention_by_hand(R, Y, W_Q, W_K, W_V):
+    """Right numbers, but the softmax and the weighted sum written out instead of the attention call."""
+    Q, K = R @ W_Q, Y @ W_K
+    w = torch.softmax(Q @ K.mT / math.sqrt(K.shape[-1]), dim=-1)
+    return w @ (K @ W_V), w
+
+
+@pytest.mark.parametrize("fn", [attention_as_hopfield_update, attention_by_hand])
+def test_attention_without_the_attention_call_is_rejected_at_rules(fn):
+    text = assert_rejected_at("update_is_attention", fn, "rules")
+    assert "scaled_dot_product_attention" in text and "diagnosis" not in text, text
 
 
 def _attn(R, Y, W_Q, W_K, W_V, values="YWkWv", scale=None, dim=-1):
