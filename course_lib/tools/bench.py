@@ -69,6 +69,11 @@ def run_bench(root: Path, notebooks: bool = True, tests: bool = False, kernels: 
         for c in comparisons:
             print(f"{c.name:<14} {c.ours:<48} {c.ours_ms:9.2f} ms  {c.theirs:<32} {c.theirs_ms:9.2f} ms  "
                   f"{c.ratio:6.2f}x  (max diff {c.max_abs_err:.1e})", flush=True)
+        from course_lib.tools.kernel_bench import mlstm_scaling, mlstm_scaling_table
+
+        print("timing the three mLSTM forms against S ...", flush=True)
+        scaling = mlstm_scaling_table(mlstm_scaling())
+        print("\n".join(scaling), flush=True)
     if notebooks:
         paths = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
             (root / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -104,7 +109,9 @@ def run_bench(root: Path, notebooks: bool = True, tests: bool = False, kernels: 
 
         device = "GPU" if comparisons[0].device == "cuda" else "CPU"
         table += [f"Course implementations against torch on the {device} (median of 7 runs; ratio = course / torch, "
-                  f"below 1 is faster than torch; measured {today}):", "", *comparison_table(comparisons), ""]
+                  f"below 1 is faster than torch; measured {today}):", "", *comparison_table(comparisons), "",
+                  f"The three mLSTM forms against the sequence length S (median time, counted peak memory of the "
+                  f"tensors; fitted power-law exponents below; measured {today}):", "", *scaling, ""]
     elif old_comparisons:
         table += [*old_comparisons, ""]
     table.append(END)

@@ -51,3 +51,19 @@ def test_timeouts_must_be_positive(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and "not a positive number of seconds" in capsys.readouterr().err
+
+
+def test_bench_records_the_three_mlstm_forms_against_s(tmp_path, monkeypatch):
+    from course_lib.tools import kernel_bench
+
+    comparisons, scaling = kernel_bench.run_comparisons, kernel_bench.mlstm_scaling
+    monkeypatch.setattr(kernel_bench, "run_comparisons", lambda: comparisons(small=True))
+    monkeypatch.setattr(kernel_bench, "mlstm_scaling", lambda: scaling(small=True, repeats=1))
+    out = tmp_path / "RESULTS.md"
+    shutil.copy(ROOT / "benchmarks" / "RESULTS.md", out)
+    run_bench(ROOT, notebooks=False, tests=False, kernels=True, out=out)
+    block = out.read_text().split("<!-- bench:begin -->")[1]
+    assert "The three mLSTM forms against the sequence length S" in block
+    assert "recurrent ms" in block and "parallel ms" in block and "chunkwise ms" in block
+    rows, kept = _read_block(out)
+    assert any("mLSTM forms" in line for line in kept), "a later run without kernels keeps the scaling table"
