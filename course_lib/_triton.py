@@ -40,3 +40,8 @@ def triton_available() -> bool:
 def kernel_device() -> torch.device:
     """The device on which kernel inputs should live in the current mode."""
     return torch.device("cuda" if TRITON_MODE == "gpu" else "cpu")
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What the course's kernels accumulate in: float32, or float64 for float64 inputs (interpreter only)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32

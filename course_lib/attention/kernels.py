@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from course_lib._triton import TRITON_MODE
+from course_lib._triton import TRITON_MODE, accumulation_dtype
 
 LOG2E = 1.4426950408889634  # exp(x) = exp2(x · log2 e): exp2 is the fast instruction on a GPU
 
@@ -34,11 +34,6 @@ def _blocks(D: int, DV: int) -> tuple[int, int, int, int]:
     else:
         block_m = block_n = 16
     return block_m, block_n, max(16, triton.next_power_of_2(D)), max(16, triton.next_power_of_2(DV))
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulate in float32 (float64 for float64 inputs, which only the interpreter sees)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -127,7 +122,7 @@ def _flash_forward(q, k, v, is_causal, scale):
     Sk, DV = k.shape[2], v.shape[3]
     q, k, v = _rows(q), _rows(k), _rows(v)
     out = torch.empty(B, NH, Sq, DV, dtype=q.dtype, device=q.device)
-    lse = torch.empty(B, NH, Sq, dtype=_acc_dtype(q.dtype), device=q.device)
+    lse = torch.empty(B, NH, Sq, dtype=accumulation_dtype(q.dtype), device=q.device)
     if Sq == 0 or Sk == 0:
         return out.zero_(), lse.fill_(-math.inf)
     block_m, block_n, block_d, block_dv = _blocks(D, DV)

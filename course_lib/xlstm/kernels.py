@@ -25,11 +25,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from course_lib._triton import TRITON_MODE
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from course_lib._triton import TRITON_MODE, accumulation_dtype
 
 
 @triton.jit
@@ -154,7 +150,7 @@ def mlstm_chunkwise_triton(q, k, v, i, f, c_initial=None, n_initial=None, m_init
                          f"f {tuple(f.shape)}")
     B, NH, S, DQK = q.shape
     DV = v.shape[-1]
-    acc = _acc_dtype(q.dtype)
+    acc = accumulation_dtype(q.dtype)
     L = chunk_size
     NC = triton.cdiv(S, L)
     BH = B * NH
