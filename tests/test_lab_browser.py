@@ -141,26 +141,25 @@ def _outputs_with(state: dict, mime: str) -> int:
     return sum(1 for c in state["cells"] for o in c["outputs"] if mime in o.get("data", {}))
 
 
-# Known failures, each reported to the notebook's owner; strict=False so that a fix shows as XPASS.
-KNOWN = {
-    "03_attention": "JupyterLab logs 'Error: widget model not found' (5x) while the notebook runs",
-}
-PARAMS = [pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN[p.stem], strict=False)) if p.stem in KNOWN else p
-          for p in NOTEBOOKS]
-
-
-@pytest.mark.parametrize("notebook", PARAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lecture_notebook_runs_in_jupyterlab(lab, browser, notebook):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     console: list[str] = []
-    page.on("console", lambda msg: console.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: console.append(f"page error: {exc}"))
+    phase = {"now": "opening"}  # each console error says when it came: while opening, or at which running cell
+    page.on("console", lambda msg: console.append(f"[{phase['now']}] {msg.text} at {msg.location.get('url', '?')}:"
+                                                  f"{msg.location.get('lineNumber', '?')}")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: console.append(f"[{phase['now']}] page error: {exc}"))
     try:
-        page.goto(f"{lab}/lab/tree/notebooks/{notebook.name}?token={TOKEN}")
+        # `reset`: a fresh workspace, so that JupyterLab does not restore (and start kernels for) the
+        # notebooks that earlier tests opened -- those ran beside this one and raced its widgets
+        page.goto(f"{lab}/lab/tree/notebooks/{notebook.name}?token={TOKEN}&reset")
         print(f"{notebook.name}: opened", flush=True)
         page.wait_for_function(f"() => {{ const s = ({STATE_JS})(); return s && s.ready && s.kernel === 'idle'; }}",
                                timeout=120_000)
+        open_tabs = page.evaluate("() => Array.from(window.jupyterapp.shell.widgets('main')).map(w => w.title.label)")
+        assert open_tabs == [notebook.name], f"{notebook.name}: expected only this notebook open, found {open_tabs}"
         start = time.monotonic()
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
         print(f"{notebook.name}: kernel ready, running all cells", flush=True)
@@ -169,6 +168,7 @@ def test_lecture_notebook_runs_in_jupyterlab(lab, browser, notebook):
             page.wait_for_timeout(1000)
             state = page.evaluate(STATE_JS)
             code = [c for c in state["cells"] if c["code"] and not c["empty"]]
+            phase["now"] = next((f"cell {c['index']}" for c in code if c["running"]), "between cells")
             errors = [c for c in code if any(o.get("output_type") == "error" for o in c["outputs"])]
             if errors or (state["kernel"] == "idle" and not any(c["running"] for c in code)
                           and all(c["count"] is not None for c in code)):
@@ -178,6 +178,7 @@ def test_lecture_notebook_runs_in_jupyterlab(lab, browser, notebook):
             where = f"cell {running['index']} ({running['first']})" if running else "no cell marked running"
             pytest.fail(f"{notebook.name}: not finished after {NOTEBOOK_TIMEOUT_S} s, still at {where}")
         seconds = time.monotonic() - start
+        phase["now"] = "after the run"
         page.wait_for_timeout(1500)  # let widget and plotly views render
         errors = [f"cell {c['index']} ({c['first']}): {o.get('ename')}: {o.get('evalue')}"
                   for c in state["cells"] for o in c["outputs"] if o.get("output_type") == "error"]
