@@ -178,6 +178,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         extra = extra[1:]
     given = [a for a in extra if _is_test_path(root, a)]
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(args.workers), "--dist", "loadfile",
+           "--no-loadscope-reorder",
            "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
            f"--nbval-cell-timeout={CELL_TIMEOUT_S}", *([] if given else DEFAULT_TEST_PATHS), *extra]
     _progress_off()

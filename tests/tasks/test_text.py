@@ -4,8 +4,15 @@ import hashlib
 import pytest
 import torch
 
-from course_lib.tasks.text import (CORPORA, CharVocab, char_lm_data, corpus_path, load_corpus, random_windows,
-                                   sequential_windows)
+from course_lib.tasks.text import (
+    CORPORA,
+    CharVocab,
+    char_lm_data,
+    corpus_path,
+    load_corpus,
+    random_windows,
+    sequential_windows,
+)
 
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
