@@ -19,7 +19,8 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args", [[], ["nonsense"], ["check", "one"], ["check", "--bogus"], ["bench", "--tests=3"],
-                                  ["release"], ["autograde", "only-one-arg"]])
+                                  ["release"], ["autograde", "only-one-arg"],
+                                  ["autograde", "class", "subs", "--grader-timeout", "0"]])
 def test_wrong_arguments_give_usage_and_exit_2(args):
     proc = run_cli(*args)
     assert proc.returncode == 2
@@ -109,6 +110,7 @@ def test_course_test_runs_only_the_paths_it_is_given(monkeypatch):
     calls = []
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
     monkeypatch.setenv("COURSE_PROGRESS", "on")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert main(["test", "tests/test_environment.py", "-x"]) == 0
     cmd = calls[-1]
     assert "tests/test_environment.py" in cmd and "-x" in cmd
@@ -116,6 +118,21 @@ def test_course_test_runs_only_the_paths_it_is_given(monkeypatch):
     assert main(["test", "-k", "softplus"]) == 0
     assert {"tests", "notebooks", "solutions"} <= set(calls[-1])
     assert any(a.startswith("--nbval-cell-timeout=") for a in calls[-1])
+
+
+@pytest.mark.parametrize("cores, workers, threads", [(2, 2, "1"), (8, 2, "4"), (1, 2, "1"), (4, 1, "4")])
+def test_course_test_gives_each_worker_its_share_of_the_cores(monkeypatch, cores, workers, threads):
+    import course_lib.cli as cli
+
+    envs = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: envs.append(kw["env"]) or 0)
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: cores)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert main(["test", "--workers", str(workers), "tests/test_environment.py"]) == 0
+    assert envs[-1]["OMP_NUM_THREADS"] == threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting wins
+    assert main(["test", "--workers", str(workers), "tests/test_environment.py"]) == 0
+    assert envs[-1]["OMP_NUM_THREADS"] == "3"
 
 
 def test_doctor_says_how_to_enable_the_browser_tests(tmp_path):

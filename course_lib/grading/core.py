@@ -26,6 +26,7 @@ import ctypes
 import html
 import inspect
 import math
+import os
 import random
 import sys
 import threading
@@ -324,13 +325,25 @@ def _describe(args: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+GRADER_TIMEOUT_ENV = "COURSE_GRADER_TIMEOUT_S"  # set by `course autograde --grader-timeout`
+
+
+def grader_timeout_from_env() -> float | None:
+    """The time limit for a learner's function set for a whole class (``COURSE_GRADER_TIMEOUT_S``), if any."""
+    try:
+        value = float(os.environ.get(GRADER_TIMEOUT_ENV, ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 class Grader:
     """Context handed to a grader function: safe calls, seeded inputs, and sub-check recording."""
 
     def __init__(self, exercise: Exercise, seed: int = 0, timeout_s: float | None = None) -> None:
         self.exercise = exercise
         self.checks: list[SubCheck] = []
-        self.timeout_s = exercise.timeout_s if timeout_s is None else timeout_s
+        self.timeout_s = (grader_timeout_from_env() or exercise.timeout_s) if timeout_s is None else timeout_s
         self.gen = torch.Generator().manual_seed(seed)
         self.not_attempted = False
 

@@ -358,13 +358,16 @@ def _others(course_dir: Path, students: list[str]) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in students) if folder.is_dir() else []
 
 
-def _autograde_batch(course_dir: Path, assignment: str, batch: list[Submission], extra: list[str], bar) -> None:
+def _autograde_batch(course_dir: Path, assignment: str, batch: list[Submission], extra: list[str], bar,
+                     grader_timeout: float | None = None) -> None:
     """One nbgrader run over this run's copies of ``assignment``; mark who could not be graded and why."""
     students = [s.student for s in batch]
     cmd = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--force", *extra,
            f"--CourseDirectory.student_id_exclude={','.join(_others(course_dir, students))}"]
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if grader_timeout:  # read by the graders in each student's kernel
+        env["COURSE_GRADER_TIMEOUT_S"] = f"{grader_timeout:g}"  # course_lib.grading.core.GRADER_TIMEOUT_ENV
     lines: list[str] = []
     with subprocess.Popen(cmd, cwd=course_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env) as proc:
@@ -389,7 +392,7 @@ def _autograde_batch(course_dir: Path, assignment: str, batch: list[Submission],
 
 
 def autograde(course_dir: Path, submissions: Path, csv_path: Path | None = None, timeout: int | None = None,
-              feedback: bool = True, progress: bool = True) -> AutogradeReport:
+              feedback: bool = True, progress: bool = True, grader_timeout: float | None = None) -> AutogradeReport:
     """Autograde ``submissions/<student>/<NN_name>.ipynb`` in ``course_dir``; write the gradebook CSV.
 
     ``course_dir`` must come from :func:`release`. Each submission is checked before nbgrader sees
@@ -398,8 +401,9 @@ def autograde(course_dir: Path, submissions: Path, csv_path: Path | None = None,
     broken notebook never costs anyone else's grade. A submission that cannot be
     graded replaces any earlier copy (a resubmission is picked up on the next run) and is marked
     "not graded: <reason>" in the gradebook. ``timeout`` (seconds per cell) overrides the course
-    directory's limit. With ``feedback``, nbgrader's HTML feedback is generated into
-    ``course_dir/feedback/``. Returns an :class:`AutogradeReport`.
+    directory's limit; ``grader_timeout`` (seconds) replaces the graders' own limit on one call of a
+    learner's function (30 s), which is what stops code that loops forever. With ``feedback``,
+    nbgrader's HTML feedback is generated into ``course_dir/feedback/``. Returns an :class:`AutogradeReport`.
     """
     from nbgrader.api import Gradebook
     from tqdm.auto import tqdm
@@ -446,7 +450,7 @@ def autograde(course_dir: Path, submissions: Path, csv_path: Path | None = None,
     with tqdm(total=sum(len(v) for v in ready.values()), desc="autograding", unit="notebook",
               disable=not progress) as bar:
         for assignment, batch in ready.items():
-            _autograde_batch(course_dir, assignment, batch, extra, bar)
+            _autograde_batch(course_dir, assignment, batch, extra, bar, grader_timeout)
     for sub in todo:
         status[f"{sub.student}/{sub.assignment}"] = {"status": sub.status, "reason": sub.reason,
                                                     "problems": sub.problems}

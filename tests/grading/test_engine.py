@@ -135,6 +135,23 @@ def test_exercise_time_limit_applies_without_an_override():
     assert Grader(EXERCISES["softplus"], timeout_s=0.5).timeout_s == 0.5
 
 
+@pytest.mark.parametrize("value, expected", [("2.5", 2.5), ("0", None), ("-1", None), ("nan", None), ("soon", None)])
+def test_a_class_wide_time_limit_comes_from_the_environment(monkeypatch, value, expected):
+    """`course autograde --grader-timeout S` sets COURSE_GRADER_TIMEOUT_S for the students' kernels; a value
+    that is not a positive number leaves each exercise's own limit."""
+    monkeypatch.setenv("COURSE_GRADER_TIMEOUT_S", value)
+    assert Grader(EXERCISES["softplus"]).timeout_s == (expected or EXERCISES["softplus"].timeout_s)
+    assert Grader(EXERCISES["softplus"], timeout_s=0.5).timeout_s == 0.5  # an explicit limit still wins
+
+    def softplus_forever(x):
+        while True:
+            pass
+
+    if expected:
+        result = check("softplus", softplus_forever, record=False)
+        assert not result.passed and "took longer than 2.5 s" in str(result)
+
+
 # --------------------------------------------------------------------------------------------
 # Structural failures stop at the right stage
 # --------------------------------------------------------------------------------------------
