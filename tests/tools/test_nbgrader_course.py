@@ -95,3 +95,17 @@ def test_autograde_gives_solutions_full_marks_and_exercises_zero(tmp_path):
             assert score == max_score, f"solution of {row['assignment']} scored {score}/{max_score}"
         else:
             assert score == 0, f"blank exercise {row['assignment']} scored {score}"
+
+
+def test_a_later_release_adds_its_module_and_keeps_the_earlier_one(tmp_path):
+    """Modules handed out one at a time into one course directory (each week's release)."""
+    from nbgrader.api import Gradebook
+
+    course_dir = tmp_path / "course"
+    first = release(course_dir, ["00"], root=ROOT)[0]
+    before = (first / f"{first.name}.ipynb").read_text()
+    second = release(course_dir, ["01"], root=ROOT)[0]
+    assert (first / f"{first.name}.ipynb").read_text() == before
+    assert (second / f"{second.name}.ipynb").is_file()
+    with Gradebook("sqlite:///" + str((course_dir / "gradebook.db").resolve())) as gb:
+        assert sorted(a.name for a in gb.assignments) == [first.name, second.name]
