@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from matplotlib.text import Text
 
 from course_lib.hopfield import plots
 from course_lib.hopfield.energy_transformer import et_descent, et_example
@@ -20,18 +19,10 @@ from course_lib.hopfield.experiments import (
 )
 from course_lib.hopfield.images import binary_images, corrupt_images
 from course_lib.hopfield.reference import classical_update, classical_update_async, hebbian_weights, hopfield_retrieve
+from course_lib.tools.figure_files import save_figure
 
 MIN_FONT_PT = 10.5
 """No text smaller than this in the deck's figures (legends default to 9 pt in the deck style)."""
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    from course_lib.tools.figures import _save as save  # the deck figures' settings (DPI, no timestamp)
-
-    for text in fig.findobj(Text):
-        if text.get_fontsize() < MIN_FONT_PT:
-            text.set_fontsize(MIN_FONT_PT)
-    return save(fig, path)
 
 
 def energy_landscape(path: Path) -> Path:
@@ -43,14 +34,14 @@ def energy_landscape(path: Path) -> Path:
         plots.plot_energy_landscape(X, beta, starts=starts, n_steps=3, ax=ax)
         ax.set_xticks([-2, 0, 2])
         ax.set_yticks([-2, 0, 2])
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_FONT_PT)
 
 
 def update_is_attention(path: Path) -> Path:
     """Diagram: the Hopfield update and attention, side by side."""
     fig = Figure(figsize=(9.0, 3.4))
     plots.draw_update_as_attention(ax=fig.add_axes((0, 0, 1, 1)))
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_FONT_PT)
 
 
 def capacity(path: Path) -> Path:
@@ -61,7 +52,7 @@ def capacity(path: Path) -> Path:
     plots.plot_classical_capacity(curve, ax=axes[0], d=200)
     rates = retrieval_comparison(d=32, Ns=(4, 16, 64, 256, 1024, 4096), flip=0.1, n_queries=200, seed=0)
     plots.plot_capacity(rates, ax=axes[1], title="one update, d = 32, 10 % flips")
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_FONT_PT)
 
 
 def image_retrieval(path: Path) -> Path:
@@ -77,7 +68,7 @@ def image_retrieval(path: Path) -> Path:
     fig = Figure(figsize=(9.0, 2.7), layout="constrained")
     axes = fig.subplots(3, n)
     plots.plot_image_grid({k: v.reshape(images.shape) for k, v in rows.items()}, axes=axes)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_FONT_PT)
 
 
 def beta_images(path: Path) -> Path:
@@ -88,7 +79,7 @@ def beta_images(path: Path) -> Path:
     axes = fig.subplots(3, 2, width_ratios=[3, 1])
     for row, beta in zip(axes, [1e-3, 0.03, 0.3], strict=True):
         plots.plot_beta_state(images, query, beta, axes=row, names=names)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_FONT_PT)
 
 
 def energy_transformer(path: Path) -> Path:
@@ -97,7 +88,7 @@ def energy_transformer(path: Path) -> Path:
     _, energies = et_descent(x, W_Q, W_K, Xi, beta=0.5, step=0.05, n_steps=100)
     fig = Figure(figsize=(4.2, 2.8), layout="constrained")
     plots.plot_energy_curve(energies, ax=fig.subplots(), title="E along the dynamics")
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_FONT_PT)
 
 
 FIGURES = {

@@ -14,21 +14,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyBboxPatch
-from matplotlib.text import Text
 
 from course_lib.hopfield import slide_figures as hopfield_slide_figures
 from course_lib.tools import figures_07
+from course_lib.tools.figure_files import DPI, TEXT_SIZES, FigureText, figure_text  # noqa: F401  (used by slides)
+from course_lib.tools.figure_files import save_figure as _save
 from course_lib.xlstm import mlstm_slide_figures, slstm_slide_figures
 
-DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 9, "legend.frameon": False}
 
@@ -37,47 +35,6 @@ def _figure(ncols: int = 1, width: float = 8.0, height: float = 3.6) -> tuple[Fi
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    # metadata={"Software": None} drops the only varying PNG text chunk: same inputs, same bytes.
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    TEXT_SIZES[Path(path).name] = figure_text(fig)
-    return path
-
-
-@dataclass(frozen=True)
-class FigureText:
-    """The pixel size of a saved figure and every text drawn in it, as (font size in points, text)."""
-
-    width_px: float
-    height_px: float
-    texts: tuple[tuple[float, str], ...]
-
-
-TEXT_SIZES: dict[str, FigureText] = {}
-"""File name -> :class:`FigureText` of every figure drawn by :func:`make_figures` in this process.
-The slide build turns it into on-slide pixel sizes to find text too small to read on a projector."""
-
-
-def figure_text(fig: Figure) -> FigureText:
-    """The visible, non-empty texts of a drawn figure (titles, labels, tick labels, legends, annotations)."""
-    # Draw once more on a fresh canvas: offset boxes (legends) place their texts in pixels during a draw,
-    # so every extent and the canvas size must come from the same draw.
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    renderer = canvas.get_renderer()
-    width, height = renderer.get_canvas_width_height()
-    texts = []
-    for t in fig.findobj(Text):
-        label = t.get_text().strip()
-        if not (label and t.get_visible() and (t.axes is None or t.axes.get_visible())):
-            continue
-        extent = t.get_window_extent(renderer)
-        if extent.x1 < 0 or extent.x0 > width or extent.y1 < 0 or extent.y0 > height:
-            continue  # tick labels outside the view are kept by matplotlib but never drawn
-        texts.append((float(t.get_fontsize()), label))
-    return FigureText(fig.get_figwidth() * DPI, fig.get_figheight() * DPI, tuple(sorted(texts)))
 
 
 # ---------------------------------------------------------------------------------------------------

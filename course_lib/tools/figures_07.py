@@ -10,12 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from course_lib import roofline
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    from course_lib.tools.figures import _save as save  # the deck figures' settings (DPI, no timestamp)
-
-    return save(fig, path)
+from course_lib.tools.figure_files import save_figure
 
 
 def roofline_figure(path: Path) -> Path:
@@ -27,7 +22,7 @@ def roofline_figure(path: Path) -> Path:
     ax.yaxis.label.set_fontsize(15)
     ax.title.set_fontsize(16)
     ax.tick_params(labelsize=15)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def flash_tiles(path: Path) -> Path:
@@ -41,14 +36,14 @@ def flash_tiles(path: Path) -> Path:
         ax.set_xticks([0, 4, 8, 12])
         ax.set_yticks([0, 4, 8, 12])
         ax.tick_params(labelsize=15)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def chunkwise_kernels(path: Path) -> Path:
     """The two chunkwise mLSTM kernels: a sequential pass over chunks, then all chunks in parallel."""
     fig = Figure(figsize=(10.0, 3.6), layout="constrained")
     roofline.plot_chunkwise_kernels(ax=fig.subplots(), fontsize=15)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 FIGURES = {

@@ -11,27 +11,14 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from matplotlib.text import Text
 
+from course_lib.tools.figure_files import save_figure
 from course_lib.xlstm.blocks import MLSTMBlock
 from course_lib.xlstm.cost import mlstm_inputs, peak_memory_bytes
 from course_lib.xlstm.mlstm import mlstm_chunkwise, mlstm_parallel
 from course_lib.xlstm.mlstm_plots import draw_chunkwise, draw_mlstm_block, plot_decay_matrix, plot_mlstm_cost
 
 MIN_POINTS = 15
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    from course_lib.tools.figures import _save as save  # the deck figures' settings (DPI, no timestamp)
-
-    return save(fig, path)
-
-
-def _enlarge(fig: Figure, points: float = MIN_POINTS) -> None:
-    """Raise every text of the figure to at least ``points``: projected slides shrink figures."""
-    for text in fig.findobj(Text):
-        if text.get_fontsize() < points:
-            text.set_fontsize(points)
 
 
 def decay_matrix(path: Path) -> Path:
@@ -44,8 +31,7 @@ def decay_matrix(path: Path) -> Path:
     i_gate[8] = 3.0
     fig = Figure(figsize=(13.0, 4.4), layout="constrained")
     plot_decay_matrix(i_gate, f_gate, axes=fig.subplots(1, 3))
-    _enlarge(fig)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_POINTS)
 
 
 def chunkwise(path: Path) -> Path:
@@ -53,7 +39,7 @@ def chunkwise(path: Path) -> Path:
     fig = Figure(figsize=(11.0, 7.6))
     ax = fig.add_axes((0, 0, 1, 0.94))
     draw_chunkwise(S=8, chunk_size=3, ax=ax, fontsize=20)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def mlstm_block(path: Path) -> Path:
@@ -67,7 +53,7 @@ def mlstm_block(path: Path) -> Path:
     fig = Figure(figsize=(14.0, 7.6))
     ax = fig.add_axes((0, 0, 1, 0.93))
     draw_mlstm_block(block, ax=ax, fontsize=19)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def memory_cost(path: Path) -> Path:
@@ -82,8 +68,7 @@ def memory_cost(path: Path) -> Path:
     ax = fig.subplots()
     plot_mlstm_cost(rows, axes=[ax], keys=("peak_bytes",), fontsize=14)
     ax.set_title("one head, $D_{QK} = D_V = 32$, float32, chunk size 64")
-    _enlarge(fig)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_POINTS)
 
 
 FIGURES = {

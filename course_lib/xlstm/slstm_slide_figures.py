@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
-from matplotlib.text import Text
 from torch import nn
 
+from course_lib.tools.figure_files import save_figure
 from course_lib.xlstm.slstm import SLSTMLayer
 from course_lib.xlstm.slstm_plots import (
     draw_slstm_cell,
@@ -25,24 +24,10 @@ from course_lib.xlstm.slstm_plots import (
 MIN_POINTS = 14
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    from course_lib.tools.figures import _save as save  # the deck figures' settings (DPI, no timestamp)
-
-    return save(fig, path)
-
-
-def _enlarge(fig: Figure, points: float = MIN_POINTS) -> None:
-    """Raise every text of the figure to at least ``points``: projected slides shrink figures."""
-    for text in fig.findobj(Text):
-        if text.get_fontsize() < points:
-            text.set_fontsize(points)
-
-
 def slstm_cell(path: Path) -> Path:
     """One sLSTM step as a diagram."""
     fig = draw_slstm_cell()
-    _enlarge(fig)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_POINTS)
 
 
 def softmax_over_time(path: Path) -> Path:
@@ -51,8 +36,7 @@ def softmax_over_time(path: Path) -> Path:
     f_pre = torch.full((10,), 4.0)
     fig = plot_softmax_over_time(i_pre, f_pre, times=(3, 6, 10))
     fig.set_size_inches(10.0, 3.8)
-    _enlarge(fig)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_POINTS)
 
 
 def stabiliser(path: Path) -> Path:
@@ -63,8 +47,7 @@ def stabiliser(path: Path) -> Path:
     f_pre = 3.0 + torch.randn(S, generator=g)
     fig = plot_stabiliser(stabiliser_trace(i_pre, f_pre))
     fig.set_size_inches(10.0, 4.0)
-    _enlarge(fig)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_POINTS)
 
 
 def block_diagonal(path: Path) -> Path:
@@ -75,8 +58,7 @@ def block_diagonal(path: Path) -> Path:
         dense = nn.LSTM(16, 16).weight_hh_l0.detach()
     fig = plot_block_diagonal(R, dense=dense)
     fig.set_size_inches(13.0, 3.6)
-    _enlarge(fig)
-    return _save(fig, path)
+    return save_figure(fig, path, MIN_POINTS)
 
 
 FIGURES = {
