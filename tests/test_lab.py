@@ -91,6 +91,9 @@ def test_lab_starts_as_this_user_serves_the_first_notebook_and_stops_on_sigterm(
         status, body = _get(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={TOKEN}")
         defaults = json.loads(body)["schema"]["properties"]  # overrides.json replaces the schema's defaults
         assert defaults["fetchNews"]["default"] == "false" and defaults["checkForUpdates"]["default"] is False
+        # saved notebooks keep their widgets' state, so a reopened notebook shows its views, not an error
+        status, body = _get(f"{base}/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin?token={TOKEN}")
+        assert json.loads(body)["schema"]["properties"]["saveState"]["default"] is True
         assert "Running as root is not recommended" not in output
         assert "No nbgrader_config.py" not in output
         assert "without encryption" not in output

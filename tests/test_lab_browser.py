@@ -5,7 +5,8 @@ temporary Jupyter config, runtime, settings and workspace folder, serving copies
 notebooks (the UI saves what it runs; the committed notebooks are never touched). For each notebook
 the test runs all cells with JupyterLab's "Run All Cells" command and asserts: every cell ran, no
 error output, no JavaScript console error, every ipywidgets view rendered, a moved slider changes the
-output it drives, every plotly figure drawn. Screenshots are kept in ``build/test-artifacts/lab/``.
+output it drives, every plotly figure drawn, and the notebook saved from the UI keeps every widget
+view's state. Screenshots are kept in ``build/test-artifacts/lab/``.
 
 This repeats every lecture notebook's run time (about 9 minutes of the suite, on one of its two workers);
 the suite starts this file first so that the other worker's files fill the same minutes (tests/conftest.py).
@@ -15,6 +16,7 @@ Chromium is Debian's (``apt-get install chromium``); without it the test is skip
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -136,6 +138,11 @@ def browser(lab):
         browser.close()
 
 
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
 def _outputs_with(state: dict, mime: str) -> int:
     return sum(1 for c in state["cells"] for o in c["outputs"] if mime in o.get("data", {}))
 
@@ -217,6 +224,16 @@ def test_lecture_notebook_runs_in_jupyterlab(lab, browser, notebook):
         n_plotly = _outputs_with(state, "application/vnd.plotly.v1+json")
         assert page.locator(".js-plotly-plot .main-svg").count() >= n_plotly
         page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}.png"), full_page=False)
+        # saved as a learner saves it, every widget view keeps its model in the file (the course's lab setting
+        # saveState): without it, the reopened notebook logs "widget model not found" for each view
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=60_000)
+        saved = _get_json(f"{lab}/api/contents/notebooks/{notebook.name}?token={TOKEN}")["content"]
+        kept = saved["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+        views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in saved["cells"]
+                 for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        lost = [m for m in views if m and m not in kept.get("state", {})]
+        assert not lost, f"{notebook.name}: saved without the state of {len(lost)} of {len(views)} widget view(s)"
         assert not console, f"{notebook.name} JavaScript console errors: {console[:5]}"
         print(f"{notebook.name}: all cells in {seconds:.0f} s, {n_widget_outputs} widget view(s), "
               f"{n_plotly} plotly figure(s)")
