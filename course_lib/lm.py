@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from course_lib.progress_bars import progress_bar
 from course_lib.tasks.text import CORPORA, CharLMData, CharVocab, char_lm_data, sequential_windows
 
 
@@ -125,10 +125,9 @@ def train_lm(model: nn.Module, data: CharLMData, config: LMConfig) -> LMLog:
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     log = LMLog()
-    bar_options = {} if config.progress else {"disable": True}
     start = time.perf_counter()
     model.train()
-    bar = tqdm(range(1, config.steps + 1), desc=f"training {type(model).__name__}", leave=False, **bar_options)
+    bar = progress_bar(range(1, config.steps + 1), desc=f"training {type(model).__name__}", enabled=config.progress)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, config)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from course_lib.progress_bars import progress_bar
 
 
 @dataclass
@@ -45,8 +46,7 @@ def train(model: nn.Module, sample: Callable[[int, torch.Generator], tuple[torch
     log = TrainLog()
     start = time.perf_counter()
     model.train()
-    bar_options = {} if config.progress else {"disable": True}
-    bar = tqdm(range(1, config.steps + 1), desc=f"training {type(model).__name__}", leave=False, **bar_options)
+    bar = progress_bar(range(1, config.steps + 1), desc=f"training {type(model).__name__}", enabled=config.progress)
     for step in bar:
         x, y = sample(config.batch, gen)
         loss = loss_fn(model(x), y)

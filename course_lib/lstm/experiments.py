@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from course_lib.lstm.reference import init_forget_bias, lstm, state_gradient_norms
+from course_lib.progress_bars import progress_bar
 from course_lib.tasks.adding import adding_accuracy, adding_baselines, adding_problem
 from course_lib.training import SequenceRegressor, TrainConfig, train
 
@@ -56,8 +56,7 @@ def compare_on_adding(models: Mapping[str, Mapping], lrs: Sequence[float], seeds
     for name, pred in adding_baselines(x_test).items():
         out.baselines[name] = (float(F.mse_loss(pred, y_test)), adding_accuracy(pred, y_test))
     start = time.perf_counter()
-    bar = tqdm(total=len(models) * len(lrs) * len(seeds), desc="training runs", leave=False,
-               **({} if progress else {"disable": True}))
+    bar = progress_bar(total=len(models) * len(lrs) * len(seeds), desc="training runs", enabled=progress)
     for name, spec in models.items():
         for lr in lrs:
             mse, acc = [], []
