@@ -9,35 +9,33 @@ A bar that stopped early (an error, an interrupt) stays, as tqdm leaves it, to s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
-_NOTEBOOK_BAR = None
 
+@functools.cache
+def _notebook_bar_class() -> type:
+    """tqdm.auto's widget bar, shown through a display handle (defined only once a kernel needs it)."""
 
-def _notebook_bar_class():
-    global _NOTEBOOK_BAR
-    if _NOTEBOOK_BAR is None:
+    class NotebookBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, display=False, **kwargs)
+            self._handle = None
+            if not self.disable:
+                from IPython.display import display
 
-        class NotebookBar(tqdm):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, display=False, **kwargs)
+                self._handle = display(self.container, display_id=True)
+
+        def close(self):
+            stopped_early = bool(self.total) and self.n < self.total
+            super().close()
+            if self._handle is not None and not stopped_early and not self.leave:
+                self._handle.update({"text/plain": ""}, raw=True)
                 self._handle = None
-                if not self.disable:
-                    from IPython.display import display
 
-                    self._handle = display(self.container, display_id=True)
-
-            def close(self):
-                stopped_early = bool(self.total) and self.n < self.total
-                super().close()
-                if self._handle is not None and not stopped_early and not self.leave:
-                    self._handle.update({"text/plain": ""}, raw=True)
-                    self._handle = None
-
-        _NOTEBOOK_BAR = NotebookBar
-    return _NOTEBOOK_BAR
+    return NotebookBar
 
 
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",

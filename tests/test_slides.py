@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.tools import figures
+from course_lib.tools import figure_files, figures
 from course_lib.tools.slides import available_decks, build_slides, main, markdown_to_html, parse_deck
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -209,14 +209,14 @@ def test_figure_text_is_measured_on_the_slide():
     ax.set_title("a title", fontsize=14)
     ax.set_xlim(0.25, 0.75)  # tick labels outside the view are not counted
     ax.set_ylim(0.25, 0.75)
-    fig.savefig(Path("/dev/null"), format="png", dpi=figures.DPI)
-    record = figures.figure_text(fig)
-    assert record.width_px == 8.0 * figures.DPI and record.height_px == 4.0 * figures.DPI
+    fig.savefig(Path("/dev/null"), format="png", dpi=figure_files.DPI)
+    record = figure_files.figure_text(fig)
+    assert record.width_px == 8.0 * figure_files.DPI and record.height_px == 4.0 * figure_files.DPI
     sizes = dict((text, size) for size, text in record.texts)
     assert sizes["small legend"] == 6 and sizes["a title"] == 14
     assert "0.0" not in sizes and "1.0" not in sizes
     # A 400 px tall box shows this 600 px tall figure at 2/3: 6 pt -> 12.5 * 2/3 px, too small; 14 pt is fine.
-    assert 6 * figures.DPI / 72 * 2 / 3 < MIN_FIGURE_TEXT_PX < 14 * figures.DPI / 72 * 2 / 3
+    assert 6 * figure_files.DPI / 72 * 2 / 3 < MIN_FIGURE_TEXT_PX < 14 * figure_files.DPI / 72 * 2 / 3
     body = ("![a](figures/a.png)\n\n<div class=\"columns\">\n<div class=\"wide\">\n\n![b](figures/b.png){: .small}\n\n"
             "</div>\n<div>\n\n![c](figures/c.png)\n\n</div>\n</div>")
     assert _image_boxes(body) == [("figures/a.png", 1280.0, 400.0), ("figures/b.png", (1280 - 36) * 1.5 / 2.5, 300.0),

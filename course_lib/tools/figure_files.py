@@ -39,7 +39,7 @@ class FigureText:
 
 
 TEXT_SIZES: dict[str, FigureText] = {}
-"""File name -> :class:`FigureText` of every figure drawn by :func:`make_figures` in this process.
+"""File name -> :class:`FigureText` of every figure saved by :func:`save_figure` in this process.
 The slide build turns it into on-slide pixel sizes to find text too small to read on a projector."""
 
 

@@ -23,7 +23,6 @@ from matplotlib.patches import Circle, FancyBboxPatch
 
 from course_lib.hopfield import slide_figures as hopfield_slide_figures
 from course_lib.tools import figures_07
-from course_lib.tools.figure_files import DPI, TEXT_SIZES, FigureText, figure_text  # noqa: F401  (used by slides)
 from course_lib.tools.figure_files import save_figure as _save
 from course_lib.xlstm import mlstm_slide_figures, slstm_slide_figures
 

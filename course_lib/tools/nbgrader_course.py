@@ -371,7 +371,9 @@ def _autograde_batch(course_dir: Path, assignment: str, batch: list[Submission],
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if grader_timeout:  # read by the graders in each student's kernel
-        env["COURSE_GRADER_TIMEOUT_S"] = f"{grader_timeout:g}"  # course_lib.grading.core.GRADER_TIMEOUT_ENV
+        from course_lib.grading.core import GRADER_TIMEOUT_ENV
+
+        env[GRADER_TIMEOUT_ENV] = f"{grader_timeout:g}"
     lines: list[str] = []
     with subprocess.Popen(cmd, cwd=course_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env) as proc:

@@ -226,11 +226,11 @@ def _image_boxes(body: str) -> list[tuple[str, float, float]]:
 def figure_text_problems(deck: Deck, min_px: float = MIN_FIGURE_TEXT_PX) -> list[str]:
     """Texts of the deck's figures that would be smaller than ``min_px`` slide pixels when projected.
 
-    Uses the text sizes recorded when the figures were drawn (:data:`course_lib.tools.figures.TEXT_SIZES`)
+    Uses the text sizes recorded when the figures were drawn (:data:`course_lib.tools.figure_files.TEXT_SIZES`)
     and the largest box each figure may fill on its slide; a figure is never shown larger than its
     natural size (one image pixel per slide pixel).
     """
-    from course_lib.tools.figures import DPI, TEXT_SIZES
+    from course_lib.tools.figure_files import DPI, TEXT_SIZES
 
     problems = []
     for number, slide in enumerate(deck.slides, start=1):
